@@ -1,0 +1,90 @@
+// Engine options, their defaults, and the one place they are checked and resolved.
+import { InvalidArgumentError } from "./errors.js";
+import { assertName, assertOptionalPositive, assertSchemaName, describe } from "./validate.js";
+
+export type ErrorClass = new (...args: never[]) => Error;
+
+export interface EngineOptions {
+  /** Postgres to use. @default process.env.DATABASE_URL, else an embedded Postgres in `dataDir` */
+  databaseUrl?: string;
+  /** Schema holding every table, function and trigger. @default "pgtide" */
+  schema?: string;
+  /** Recovery (`launch()`) resumes the PENDING workflows started under this id. @default "local" */
+  executorId?: string;
+  /** Data directory of the embedded Postgres. @default ".pgtide/pgdata" */
+  dataDir?: string;
+  /** Query connections (the listener has one more of its own). @default 2 */
+  poolSize?: number;
+  /** Largest stream value, step output or workflow input/output, as JSON bytes. @default 1048576 */
+  maxValueBytes?: number;
+  /** Error classes to rebuild when a stored step or workflow error is replayed. @default [] */
+  errorClasses?: ErrorClass[];
+  /** How often the listener checks that its LISTEN is alive, and how long the check may take. @default 5000 */
+  heartbeatMs?: number;
+  /** How long a write keeps retrying while Postgres is unreachable before it rejects. @default 30000 */
+  retryTimeoutMs?: number;
+}
+
+export interface ResolvedOptions {
+  databaseUrl: string | undefined;
+  schema: string;
+  executorId: string;
+  dataDir: string;
+  poolSize: number;
+  maxValueBytes: number;
+  errorClasses: ErrorClass[];
+  heartbeatMs: number;
+  retryTimeoutMs: number;
+}
+
+const KNOWN = new Set([
+  "databaseUrl", "schema", "executorId", "dataDir", "poolSize",
+  "maxValueBytes", "errorClasses", "heartbeatMs", "retryTimeoutMs",
+]);
+
+export function resolveOptions(options: EngineOptions = {}): ResolvedOptions {
+  if (typeof options !== "object" || options === null) {
+    throw new InvalidArgumentError(`Engine.open options must be an object, got ${describe(options)}`);
+  }
+  for (const name of Object.keys(options)) {
+    if (!KNOWN.has(name)) throw new InvalidArgumentError(`unknown option "${name}"`);
+  }
+  const databaseUrl = options.databaseUrl ?? (process.env.DATABASE_URL || undefined);
+  if (databaseUrl !== undefined && (typeof databaseUrl !== "string" || !/^postgres(ql)?:\/\//.test(databaseUrl))) {
+    throw new InvalidArgumentError(`databaseUrl must be a postgres:// URL, got ${describe(databaseUrl)}`);
+  }
+  const schema = options.schema ?? "pgtide";
+  assertSchemaName(schema);
+  const executorId = options.executorId ?? "local";
+  assertName("executorId", executorId);
+  const dataDir = options.dataDir ?? ".pgtide/pgdata";
+  if (typeof dataDir !== "string" || dataDir === "") {
+    throw new InvalidArgumentError(`dataDir must be a non-empty path, got ${describe(dataDir)}`);
+  }
+  for (const name of ["poolSize", "maxValueBytes", "heartbeatMs", "retryTimeoutMs"] as const) {
+    assertOptionalPositive(name, options[name]);
+  }
+  if (options.poolSize !== undefined && !Number.isInteger(options.poolSize)) {
+    throw new InvalidArgumentError(`poolSize must be a whole number, got ${options.poolSize}`);
+  }
+  const errorClasses = options.errorClasses ?? [];
+  if (!Array.isArray(errorClasses) || errorClasses.some((c) => typeof c !== "function")) {
+    throw new InvalidArgumentError("errorClasses must be an array of Error classes");
+  }
+  return {
+    databaseUrl,
+    schema,
+    executorId,
+    dataDir,
+    poolSize: options.poolSize ?? 2,
+    maxValueBytes: options.maxValueBytes ?? 1024 * 1024,
+    errorClasses,
+    heartbeatMs: options.heartbeatMs ?? 5000,
+    retryTimeoutMs: options.retryTimeoutMs ?? 30_000,
+  };
+}
+
+/** The NOTIFY channel of a schema: distinct per schema, so engines never hear each other. */
+export function channelOf(schema: string): string {
+  return `pgtide.${schema}`;
+}

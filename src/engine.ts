@@ -1,0 +1,400 @@
+// Engine: opens the database (embedded by default), owns the connections, and ties the
+// parts together: workflow code → writer → table → trigger → NOTIFY → notifier → feeds
+// → readers.
+import { randomUUID } from "node:crypto";
+import { EventEmitter } from "node:events";
+import { channelOf, resolveOptions, type EngineOptions, type ResolvedOptions } from "./config.js";
+import { applicationName, connect, type Sql } from "./db/connect.js";
+import { startEmbeddedPostgres, type EmbeddedPostgres } from "./db/embedded.js";
+import { migrateSchema } from "./db/migrate.js";
+import {
+  ConnectionError, EngineClosedError, InvalidArgumentError, WorkflowCancelledError, WorkflowFinishedError,
+  WorkflowConflictError, WorkflowNotFoundError, WorkflowNotRegisteredError,
+} from "./errors.js";
+import { encodeJson } from "./json.js";
+import { readPage, type Entry } from "./streams/feed.js";
+import { StreamFeeds } from "./streams/feeds.js";
+import { Notifier } from "./streams/notifier.js";
+import { readEntries } from "./streams/reader.js";
+import { StreamWriter } from "./streams/writer.js";
+import { assertName, assertOffset, describe } from "./validate.js";
+import type { RunContext } from "./workflow/context.js";
+import { ErrorCodec, type StoredError } from "./workflow/errorCodec.js";
+import { WorkflowHandle } from "./workflow/handle.js";
+import { runWorkflow, type RunnerDeps, type WorkflowFunction } from "./workflow/runner.js";
+import {
+  finishWorkflow, getWorkflow, insertWorkflow, listWorkflows, pendingWorkflows,
+  type WorkflowRow, type WorkflowStatus,
+} from "./workflow/store.js";
+import { WorkflowWatch } from "./workflow/watch.js";
+
+export interface StartOptions {
+  /** The workflow's id; starting an id that exists returns its handle and runs nothing. @default a random UUID */
+  workflowId?: string;
+}
+
+export interface Workflow<I, O> {
+  readonly name: string;
+  start(...args: undefined extends I ? [input?: I, options?: StartOptions] : [input: I, options?: StartOptions]): Promise<WorkflowHandle<O>>;
+}
+
+export interface ReadOptions {
+  /** First offset to read; a client that has seen k values resumes with k. @default 0 */
+  fromOffset?: number;
+  /** Ends the wait and frees the reader. */
+  signal?: AbortSignal;
+}
+
+export interface ReadStreamOptions extends ReadOptions {
+  /** Wait for the close (true), or return what is stored now (false). @default true */
+  wait?: boolean;
+}
+
+export type Notification =
+  | { workflowId: string; key: string; offset: number }
+  | { workflowId: string; status: WorkflowStatus };
+
+export interface EngineEvents {
+  /** The listener's LISTEN is confirmed (first time). */
+  listening: [];
+  /** The listener reconnected; every reader has been told to re-read. */
+  reconnected: [];
+  notification: [notification: Notification];
+  /** A background failure (a workflow whose outcome could not be stored, a listener error). */
+  error: [error: unknown];
+}
+
+/** Rows read per query by a reader; also the most a reader holds in memory. */
+const PAGE_SIZE = 2000;
+
+export class Engine extends EventEmitter<EngineEvents> {
+  readonly schema: string;
+  readonly executorId: string;
+  private readonly sql: Sql;
+  private readonly notifier: Notifier;
+  private readonly writer: StreamWriter;
+  private readonly feeds: StreamFeeds;
+  private readonly watch = new WorkflowWatch();
+  private readonly codec: ErrorCodec;
+  private readonly runner: RunnerDeps;
+  private readonly definitions = new Map<string, WorkflowFunction<unknown, unknown>>();
+  /** Workflows with a runner in this process, and their contexts once created. */
+  private readonly active = new Set<string>();
+  private readonly contexts = new Map<string, RunContext>();
+  private readonly lifetime = new AbortController();
+  private closing: Promise<void> | undefined;
+
+  /** Opens an engine: starts the embedded Postgres if no URL is given, migrates, listens. */
+  static async open(options: EngineOptions = {}): Promise<Engine> {
+    const resolved = resolveOptions(options);
+    let embedded: EmbeddedPostgres | undefined;
+    let url = resolved.databaseUrl;
+    if (!url) {
+      embedded = await startEmbeddedPostgres({ dataDir: resolved.dataDir });
+      url = embedded.url;
+    }
+    let engine: Engine | undefined;
+    try {
+      await migrateSchema(url, resolved.schema).catch((error) => {
+        throw unreachable(url!, error);
+      });
+      engine = new Engine(resolved, url, embedded);
+      await engine.notifier.start();
+      return engine;
+    } catch (error) {
+      if (engine) await engine.close();
+      else await embedded?.stop();
+      throw error;
+    }
+  }
+
+  private constructor(
+    options: ResolvedOptions,
+    /** The URL in use (the embedded server's when none was given). */
+    readonly databaseUrl: string,
+    private readonly embedded: EmbeddedPostgres | undefined,
+  ) {
+    super();
+    this.schema = options.schema;
+    this.executorId = options.executorId;
+    this.sql = connect({ url: databaseUrl, schema: options.schema, role: "pool", max: options.poolSize });
+    this.codec = new ErrorCodec(options.errorClasses);
+    this.writer = new StreamWriter(this.sql, options.retryTimeoutMs, (id) => this.refusal(id));
+    this.feeds = new StreamFeeds(this.sql, PAGE_SIZE);
+    this.runner = {
+      sql: this.sql,
+      writer: this.writer,
+      codec: this.codec,
+      maxValueBytes: options.maxValueBytes,
+      retryTimeoutMs: options.retryTimeoutMs,
+    };
+    this.notifier = new Notifier({
+      url: databaseUrl,
+      schema: options.schema,
+      channel: channelOf(options.schema),
+      heartbeatMs: options.heartbeatMs,
+      onPayload: (payload) => this.onPayload(payload),
+      onListen: (reconnected) => this.onListen(reconnected),
+      onError: (error) => this.report(error),
+    });
+  }
+
+  /** Registers a workflow function under a name (the same name in every process). */
+  workflow<I = undefined, O = unknown>(name: string, fn: WorkflowFunction<I, O>): Workflow<I, O> {
+    assertName("workflow name", name);
+    if (typeof fn !== "function") throw new InvalidArgumentError(`workflow "${name}" needs a function`);
+    if (this.definitions.has(name)) throw new InvalidArgumentError(`workflow "${name}" is already registered`);
+    this.definitions.set(name, fn as WorkflowFunction<unknown, unknown>);
+    const start = async (input?: I, options: StartOptions = {}): Promise<WorkflowHandle<O>> => {
+      this.assertOpen();
+      if (typeof options !== "object" || options === null) {
+        throw new InvalidArgumentError(`start options must be an object, got ${describe(options)}`);
+      }
+      const workflowId = options.workflowId ?? randomUUID();
+      assertName("workflowId", workflowId);
+      const inputJson = input === undefined ? null : encodeJson(input, `input of workflow "${name}"`, this.runner.maxValueBytes);
+      const { created, existingName } = await insertWorkflow(this.sql, workflowId, name, this.executorId, inputJson);
+      if (!created && existingName !== name) throw new WorkflowConflictError(workflowId, existingName ?? "?", name);
+      // The function gets the stored form of its input, as a recovered run would.
+      if (created) this.run(name, workflowId, inputJson === null ? undefined : JSON.parse(inputJson));
+      return new WorkflowHandle<O>(this, workflowId);
+    };
+    return { name, start: start as Workflow<I, O>["start"] };
+  }
+
+  /**
+   * Resumes this executor's PENDING workflows (call after registering them). Workflows
+   * whose name is not registered stay PENDING, and the call rejects naming them.
+   */
+  async launch(): Promise<void> {
+    this.assertOpen();
+    const unknown: { workflowId: string; name: string }[] = [];
+    for (const row of await pendingWorkflows(this.sql, this.executorId)) {
+      if (this.active.has(row.workflowId)) continue;
+      if (!this.definitions.has(row.name)) unknown.push(row);
+      else this.run(row.name, row.workflowId, row.input, true);
+    }
+    if (unknown.length > 0) {
+      throw new WorkflowNotRegisteredError(
+        [...new Set(unknown.map((u) => u.name))],
+        `; these workflows stay PENDING: ${unknown.map((u) => `"${u.workflowId}"`).join(", ")}`,
+      );
+    }
+  }
+
+  retrieveWorkflow<O = unknown>(workflowId: string): WorkflowHandle<O> {
+    assertName("workflowId", workflowId);
+    return new WorkflowHandle<O>(this, workflowId);
+  }
+
+  /** Rejects with WorkflowNotFoundError if there is no such workflow. */
+  getWorkflow(workflowId: string): Promise<WorkflowRow> {
+    assertName("workflowId", workflowId);
+    this.assertOpen();
+    return getWorkflow(this.sql, workflowId);
+  }
+
+  listWorkflows(filter: { status?: WorkflowStatus; name?: string; limit?: number } = {}): Promise<WorkflowRow[]> {
+    this.assertOpen();
+    const limit = filter.limit ?? 100;
+    assertOffset("limit", limit);
+    return listWorkflows(this.sql, { ...filter, limit });
+  }
+
+  /**
+   * Cancels a PENDING workflow: status CANCELLED and its open streams closed, in one
+   * transaction. Its runner, here or in another process, stops at its next step or write.
+   * A workflow that already finished is left as it is.
+   */
+  async cancelWorkflow(workflowId: string): Promise<void> {
+    assertName("workflowId", workflowId);
+    this.assertOpen();
+    await finishWorkflow(this.sql, workflowId, "CANCELLED", null, null);
+    this.contexts.get(workflowId)?.end(new WorkflowCancelledError(workflowId));
+  }
+
+  /** Waits (on NOTIFY) until the workflow leaves PENDING and returns its row. */
+  async waitForWorkflow(workflowId: string, signal?: AbortSignal): Promise<WorkflowRow> {
+    assertName("workflowId", workflowId);
+    this.assertOpen();
+    const lifetime = this.signalFor(signal);
+    const subscription = this.watch.subscribe(workflowId);
+    try {
+      await this.notifier.ready(lifetime);
+      for (;;) {
+        const row = await getWorkflow(this.sql, workflowId);
+        if (row.status !== "PENDING") return row;
+        await subscription.changed(lifetime);
+      }
+    } finally {
+      subscription.close();
+    }
+  }
+
+  /** @internal Rebuilds a stored error as its class. */
+  decodeError(stored: StoredError | null): Error {
+    return this.codec.decode(stored ?? { name: "Error", message: "unknown error" });
+  }
+
+  /**
+   * Reads a stream. By default waits until it is closed (explicitly, or by the workflow
+   * ending) and returns every value; with `wait: false` returns what is stored now.
+   */
+  async readStream<T = unknown>(
+    workflowId: string, key: string, options: ReadStreamOptions = {},
+  ): Promise<{ values: T[]; closed: boolean }> {
+    const { fromOffset, signal } = this.checkRead(workflowId, key, options);
+    if (options.wait !== undefined && typeof options.wait !== "boolean") {
+      throw new InvalidArgumentError(`wait must be a boolean, got ${describe(options.wait)}`);
+    }
+    const values: T[] = [];
+    if (options.wait === false) {
+      for (let next = fromOffset; ;) {
+        const page = await readPage(this.sql, workflowId, key, next, PAGE_SIZE);
+        if (!page.found) throw new WorkflowNotFoundError(workflowId);
+        for (const entry of page.entries) values.push(entry.value as T);
+        next += page.entries.length;
+        if (!page.full) return { values, closed: page.closed };
+      }
+    }
+    for await (const entry of readEntries<T>(this.feeds, this.notifier, workflowId, key, fromOffset, signal)) {
+      values.push(entry.value);
+    }
+    return { values, closed: true };
+  }
+
+  /** Yields each value as soon as it is committed; ends at the close. */
+  readStreamAsync<T = unknown>(workflowId: string, key: string, options: ReadOptions = {}): AsyncGenerator<T, void, undefined> {
+    const entries = this.readStreamEntries<T>(workflowId, key, options);
+    return (async function* () {
+      for await (const entry of entries) yield entry.value;
+    })();
+  }
+
+  /** Like readStreamAsync, with each value's offset (for resumable clients). */
+  readStreamEntries<T = unknown>(workflowId: string, key: string, options: ReadOptions = {}): AsyncGenerator<Entry<T>, void, undefined> {
+    const { fromOffset, signal } = this.checkRead(workflowId, key, options);
+    return readEntries<T>(this.feeds, this.notifier, workflowId, key, fromOffset, signal);
+  }
+
+  /** Readers open in this engine (all streams). */
+  get readerCount(): number {
+    return this.feeds.readerCount;
+  }
+
+  /** The backend pid of the listener connection (undefined while reconnecting). */
+  listenerPid(): Promise<number | undefined> {
+    return this.notifier.backendPid();
+  }
+
+  /** `application_name` of this engine's connections, as seen in pg_stat_activity. */
+  applicationName(role: "pool" | "listener"): string {
+    return applicationName(this.schema, role);
+  }
+
+  /**
+   * Stops the engine: running workflows stay PENDING (a later launch() resumes them),
+   * readers end with EngineClosedError, queued writes are flushed, connections closed,
+   * and the embedded Postgres (if any) stopped.
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      const closed = new EngineClosedError();
+      for (const ctx of this.contexts.values()) ctx.end(closed);
+      this.lifetime.abort(closed);
+      await this.writer.drain();
+      await this.notifier.close();
+      await this.sql.end({ timeout: 5 });
+      await this.embedded?.stop();
+    })();
+    return this.closing;
+  }
+
+  private run(name: string, workflowId: string, input: unknown, recovered = false): void {
+    const fn = this.definitions.get(name)!;
+    this.active.add(workflowId);
+    runWorkflow(this.runner, fn, workflowId, input, recovered, (ctx) => this.contexts.set(workflowId, ctx))
+      .catch((error) => this.report(error))
+      .finally(() => {
+        this.active.delete(workflowId);
+        this.contexts.delete(workflowId);
+      });
+  }
+
+  private checkRead(workflowId: string, key: string, options: ReadOptions): { fromOffset: number; signal: AbortSignal } {
+    assertName("workflowId", workflowId);
+    assertName("stream key", key);
+    if (typeof options !== "object" || options === null) {
+      throw new InvalidArgumentError(`read options must be an object, got ${describe(options)}`);
+    }
+    const fromOffset = options.fromOffset ?? 0;
+    assertOffset("fromOffset", fromOffset);
+    if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
+      throw new InvalidArgumentError(`signal must be an AbortSignal, got ${describe(options.signal)}`);
+    }
+    this.assertOpen();
+    return { fromOffset, signal: this.signalFor(options.signal) };
+  }
+
+  /** The caller's signal, also aborted when the engine closes. */
+  private signalFor(signal?: AbortSignal): AbortSignal {
+    return signal ? AbortSignal.any([signal, this.lifetime.signal]) : this.lifetime.signal;
+  }
+
+  private assertOpen(): void {
+    if (this.closing) throw new EngineClosedError();
+  }
+
+  /** Why the writer refused a workflow's appends. */
+  private async refusal(workflowId: string): Promise<Error> {
+    try {
+      const row = await getWorkflow(this.sql, workflowId);
+      if (row.status === "CANCELLED") return new WorkflowCancelledError(workflowId);
+      return new WorkflowFinishedError(workflowId, row.status);
+    } catch (error) {
+      return error as Error;
+    }
+  }
+
+  // Runs inside postgres.js's socket parser: route the hint, never throw.
+  private onPayload(payload: string): void {
+    const message = JSON.parse(payload) as { w: string; k?: string; o?: number; s?: WorkflowStatus };
+    if (message.k !== undefined && message.o !== undefined) {
+      this.feeds.notify(message.w, message.k, message.o);
+    } else if (message.s !== undefined) {
+      this.feeds.resetWorkflow(message.w);
+      this.watch.notify(message.w);
+      if (message.s === "CANCELLED") this.contexts.get(message.w)?.end(new WorkflowCancelledError(message.w));
+    }
+    if (this.listenerCount("notification") > 0) {
+      this.emit("notification", message.k !== undefined
+        ? { workflowId: message.w, key: message.k, offset: message.o! }
+        : { workflowId: message.w, status: message.s! });
+    }
+  }
+
+  private onListen(reconnected: boolean): void {
+    if (!reconnected) {
+      this.emit("listening");
+      return;
+    }
+    this.feeds.resetAll();
+    this.watch.notifyAll();
+    this.emit("reconnected");
+  }
+
+  private report(error: unknown): void {
+    if (this.listenerCount("error") > 0) this.emit("error", error);
+    else console.error("pgtide:", error);
+  }
+}
+
+function unreachable(url: string, error: unknown): unknown {
+  const code = (error as { code?: string }).code;
+  if (code !== "ECONNREFUSED" && code !== "ENOTFOUND" && code !== "CONNECT_TIMEOUT") return error;
+  const where = url.replace(/\/\/[^@/]*@/, "//");
+  return new ConnectionError(
+    `cannot reach Postgres at ${where} (${code}). Start one (docker compose up -d), or unset DATABASE_URL to use the embedded Postgres.`,
+    error,
+  );
+}

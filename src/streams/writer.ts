@@ -1,0 +1,114 @@
+// Group commit for stream appends. Postgres serialises the commit of every transaction
+// that sent a NOTIFY, so appends waiting at the same moment (from one workflow or many)
+// go out together: one statement, one multi-row INSERT, one transaction, and the
+// statement trigger folds them into one notification per stream.
+//
+// One batch is in flight at a time. That keeps each stream's entries committing in
+// offset order (N+1 is never visible before N) and lets the next batch fill meanwhile.
+import type { Sql } from "../db/connect.js";
+import { retryWhileUnreachable } from "../db/connect.js";
+
+export interface Append {
+  workflowId: string;
+  key: string;
+  offset: number;
+  /** JSON text of the value; null for a close. */
+  json: string | null;
+  closed: boolean;
+}
+
+interface Pending extends Append {
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+// Type oids for postgres.js arrays (it guesses wrong for a one-element boolean array).
+const TEXT = 25;
+const INT8 = 20;
+const BOOL = 16;
+
+/** Why an append was refused: its workflow is no longer PENDING (or never existed). */
+export type Refusal = (workflowId: string) => Promise<Error>;
+
+export class StreamWriter {
+  private queue: Pending[] = [];
+  private flushing: Promise<void> | undefined;
+
+  constructor(
+    private readonly sql: Sql,
+    private readonly retryTimeoutMs: number,
+    private readonly refusal: Refusal,
+    private readonly maxBatch = 5000,
+  ) {}
+
+  /** Resolves once the entry is committed. Idempotent: a replayed (workflow, key, offset) is a no-op. */
+  append(entry: Append): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ ...entry, resolve, reject });
+      this.flushing ??= this.flush().finally(() => {
+        this.flushing = undefined;
+      });
+    });
+  }
+
+  /** Resolves when every append queued so far has been committed or refused. */
+  async drain(): Promise<void> {
+    while (this.flushing) await this.flushing;
+  }
+
+  private async flush(): Promise<void> {
+    while (this.queue.length > 0) {
+      const batch = this.queue.splice(0, this.maxBatch);
+      await this.commit(batch);
+    }
+  }
+
+  private async commit(batch: Pending[]): Promise<void> {
+    let live: Set<string>;
+    try {
+      live = await retryWhileUnreachable("append to stream", this.retryTimeoutMs, () => this.insert(batch));
+    } catch (error) {
+      for (const p of batch) p.reject(error);
+      return;
+    }
+    const refused = new Map<string, Promise<Error>>();
+    for (const p of batch) {
+      if (live.has(p.workflowId)) {
+        p.resolve();
+        continue;
+      }
+      let reason = refused.get(p.workflowId);
+      if (!reason) refused.set(p.workflowId, (reason = this.refusal(p.workflowId)));
+      reason.then(p.reject, p.reject);
+    }
+  }
+
+  /**
+   * Inserts the rows of workflows that are still PENDING and returns those workflows.
+   * FOR KEY SHARE on their status rows makes a concurrent cancel (which takes FOR
+   * UPDATE) wait for this batch, or this batch wait for the cancel and then skip.
+   */
+  private async insert(batch: Pending[]): Promise<Set<string>> {
+    const ids = [...new Set(batch.map((p) => p.workflowId))];
+    const rows = await this.sql`
+      with live as (
+        select workflow_id from workflow_status
+        where workflow_id = any(${this.sql.array(ids, TEXT)}) and status = 'PENDING'
+        for key share
+      ), inserted as (
+        insert into stream_entries (workflow_id, key, "offset", value, closed)
+        select t.w, t.k, t.o, t.v::jsonb, t.c
+        from unnest(
+          ${this.sql.array(batch.map((p) => p.workflowId), TEXT)},
+          ${this.sql.array(batch.map((p) => p.key), TEXT)},
+          ${this.sql.array(batch.map((p) => p.offset), INT8)},
+          ${this.sql.array(batch.map((p) => p.json) as string[], TEXT)},
+          ${this.sql.array(batch.map((p) => p.closed), BOOL)}
+        ) as t(w, k, o, v, c)
+        where t.w in (select workflow_id from live)
+        on conflict do nothing
+      )
+      select workflow_id from live`;
+    return new Set(rows.map((r) => r.workflow_id as string));
+  }
+}

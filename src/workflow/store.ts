@@ -1,0 +1,177 @@
+// The SQL that reads and writes workflow rows and step outputs.
+import type { Sql } from "../db/connect.js";
+import { WorkflowNotFoundError } from "../errors.js";
+import type { StoredError } from "./errorCodec.js";
+
+export type WorkflowStatus = "PENDING" | "SUCCESS" | "ERROR" | "CANCELLED";
+
+export interface WorkflowRow {
+  workflowId: string;
+  name: string;
+  status: WorkflowStatus;
+  executorId: string;
+  /** undefined when the workflow returned nothing */
+  output: unknown;
+  error: StoredError | null;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export interface StepRow {
+  name: string;
+  output: unknown;
+  error: StoredError | null;
+  streamOffsets: Record<string, number> | null;
+}
+
+/** Inserts a PENDING workflow; returns false when the id already exists. */
+export async function insertWorkflow(
+  sql: Sql, workflowId: string, name: string, executorId: string, inputJson: string | null,
+): Promise<{ created: boolean; existingName?: string }> {
+  const rows = await sql`
+    insert into workflow_status (workflow_id, name, status, executor_id, input)
+    values (${workflowId}, ${name}, 'PENDING', ${executorId}, ${inputJson}::text::jsonb)
+    on conflict (workflow_id) do nothing
+    returning workflow_id`;
+  if (rows.length > 0) return { created: true };
+  const [existing] = await sql`select name from workflow_status where workflow_id = ${workflowId}`;
+  return { created: false, existingName: existing?.name as string };
+}
+
+export async function getWorkflow(sql: Sql, workflowId: string): Promise<WorkflowRow> {
+  const [row] = await sql`
+    select workflow_id, name, status, executor_id, output, output is null as no_output, error,
+           created_at, updated_at
+    from workflow_status where workflow_id = ${workflowId}`;
+  if (!row) throw new WorkflowNotFoundError(workflowId);
+  return toWorkflowRow(row);
+}
+
+export async function listWorkflows(
+  sql: Sql, filter: { status?: WorkflowStatus; name?: string; limit: number },
+): Promise<WorkflowRow[]> {
+  const rows = await sql`
+    select workflow_id, name, status, executor_id, output, output is null as no_output, error,
+           created_at, updated_at
+    from workflow_status
+    where (${filter.status ?? null}::text is null or status = ${filter.status ?? null})
+      and (${filter.name ?? null}::text is null or name = ${filter.name ?? null})
+    order by created_at desc, workflow_id
+    limit ${filter.limit}`;
+  return rows.map(toWorkflowRow);
+}
+
+function toWorkflowRow(row: Record<string, unknown>): WorkflowRow {
+  return {
+    workflowId: row.workflow_id as string,
+    name: row.name as string,
+    status: row.status as WorkflowStatus,
+    executorId: row.executor_id as string,
+    output: row.no_output ? undefined : row.output,
+    error: (row.error as StoredError | null) ?? null,
+    createdAt: row.created_at as Date,
+    updatedAt: row.updated_at as Date,
+  };
+}
+
+export async function pendingWorkflows(sql: Sql, executorId: string) {
+  const rows = await sql`
+    select workflow_id, name, input, input is null as no_input
+    from workflow_status where executor_id = ${executorId} and status = 'PENDING'
+    order by created_at`;
+  return rows.map((r) => ({
+    workflowId: r.workflow_id as string,
+    name: r.name as string,
+    input: r.no_input ? undefined : (r.input as unknown),
+  }));
+}
+
+export async function loadSteps(sql: Sql, workflowId: string): Promise<Map<number, StepRow>> {
+  const rows = await sql`
+    select step_id, name, output, output is null as no_output, error, stream_offsets
+    from step_outputs where workflow_id = ${workflowId}`;
+  return new Map(rows.map((r) => [r.step_id as number, {
+    name: r.name as string,
+    output: r.no_output ? undefined : r.output,
+    error: (r.error as StoredError | null) ?? null,
+    streamOffsets: (r.stream_offsets as Record<string, number> | null) ?? null,
+  }]));
+}
+
+/**
+ * Stores a step's outcome while the workflow is still PENDING. Returns false when it
+ * was not stored: the workflow was cancelled or finished, or the step already had one.
+ */
+export async function saveStep(
+  sql: Sql, workflowId: string, stepId: number, name: string,
+  outputJson: string | null, error: StoredError | null, streamOffsets: Record<string, number> | null,
+): Promise<boolean> {
+  const rows = await sql`
+    insert into step_outputs (workflow_id, step_id, name, output, error, stream_offsets)
+    select ${workflowId}, ${stepId}, ${name}, ${outputJson}::text::jsonb,
+           ${error === null ? null : JSON.stringify(error)}::text::jsonb,
+           ${streamOffsets === null ? null : JSON.stringify(streamOffsets)}::text::jsonb
+    where exists (select 1 from workflow_status where workflow_id = ${workflowId} and status = 'PENDING')
+    on conflict do nothing
+    returning step_id`;
+  return rows.length > 0;
+}
+
+/**
+ * The last entry of each of the workflow's streams. Keys are found by a skip scan of
+ * the primary key, and each last entry by one backward index probe, so the cost is per
+ * stream, never per entry.
+ */
+function streamHeads(sql: Sql, workflowId: string) {
+  return sql`
+    with recursive keys(key) as (
+      (select key from stream_entries where workflow_id = ${workflowId} order by key limit 1)
+      union all
+      select (select e.key from stream_entries e
+              where e.workflow_id = ${workflowId} and e.key > keys.key order by e.key limit 1)
+      from keys where keys.key is not null
+    )
+    select k.key, last."offset", last.closed
+    from keys k
+    cross join lateral (
+      select "offset", closed from stream_entries e
+      where e.workflow_id = ${workflowId} and e.key = k.key
+      order by "offset" desc limit 1
+    ) last
+    where k.key is not null`;
+}
+
+/** Next free offset of each of the workflow's streams. */
+export async function nextOffsets(sql: Sql, workflowId: string): Promise<Map<string, number>> {
+  const rows = await streamHeads(sql, workflowId);
+  return new Map(rows.map((r) => [r.key as string, (r.offset as number) + 1]));
+}
+
+/**
+ * Moves a PENDING workflow to a terminal status and, in the same transaction, closes
+ * each of its streams that is still open. FOR UPDATE waits out any append batch
+ * holding FOR KEY SHARE on the row, so the closes land after every committed entry,
+ * and later batches see the new status and are refused.
+ * Returns false if the workflow had already left PENDING.
+ */
+export async function finishWorkflow(
+  sql: Sql, workflowId: string, status: Exclude<WorkflowStatus, "PENDING">,
+  outputJson: string | null, error: StoredError | null,
+): Promise<boolean> {
+  return sql.begin(async (tx) => {
+    const [row] = await tx`select status from workflow_status where workflow_id = ${workflowId} for update`;
+    if (!row) throw new WorkflowNotFoundError(workflowId);
+    if (row.status !== "PENDING") return false;
+    await tx`
+      update workflow_status
+      set status = ${status}, output = ${outputJson}::text::jsonb,
+          error = ${error === null ? null : JSON.stringify(error)}::text::jsonb, updated_at = now()
+      where workflow_id = ${workflowId}`;
+    await tx`
+      insert into stream_entries (workflow_id, key, "offset", value, closed)
+      select ${workflowId}, h.key, h."offset" + 1, null, true
+      from (${streamHeads(tx as unknown as Sql, workflowId)}) h
+      where not h.closed`;
+    return true;
+  });
+}
