@@ -1,0 +1,61 @@
+// Engines for tests: each in a schema of its own, closed and dropped after the file.
+import { randomBytes } from "node:crypto";
+import postgres from "postgres";
+import { afterAll, inject } from "vitest";
+import { Engine, type EngineOptions } from "../../src/index.js";
+
+export const databaseUrl: string = inject("databaseUrl");
+
+/** A direct connection for assertions (row counts, pg_stat_activity, killing backends). */
+export const admin = postgres(databaseUrl, { max: 2, onnotice: () => {} });
+
+const schemas = new Set<string>();
+const engines = new Set<Engine>();
+
+export function uniqueSchema(prefix = "t"): string {
+  const name = `${prefix.toLowerCase().replace(/[^a-z0-9_]/g, "_").slice(0, 30)}_${randomBytes(4).toString("hex")}`;
+  schemas.add(name);
+  return name;
+}
+
+/** Opens an engine on the test database, in a fresh schema unless one is given. */
+export async function openEngine(options: EngineOptions = {}): Promise<Engine> {
+  const schema = options.schema ?? uniqueSchema("t");
+  schemas.add(schema);
+  const engine = await Engine.open({ databaseUrl, heartbeatMs: 1000, ...options, schema });
+  engines.add(engine);
+  return engine;
+}
+
+afterAll(async () => {
+  await Promise.all([...engines].map((e) => e.close()));
+  for (const schema of schemas) await admin.unsafe(`drop schema if exists "${schema}" cascade`);
+  await admin.end();
+});
+
+/** Rejects if `promise` has not settled within `ms`: a deadline, never a synchronisation. */
+export async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([promise, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A promise and its resolver, for gating workflow code from a test. */
+export function gate<T = void>(): { promise: Promise<T>; open: (value: T) => void } {
+  let open!: (value: T) => void;
+  const promise = new Promise<T>((resolve) => (open = resolve));
+  return { promise, open };
+}
+
+/** Collects a whole async iterable. */
+export async function collect<T>(iterable: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const value of iterable) out.push(value);
+  return out;
+}
