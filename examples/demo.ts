@@ -16,6 +16,8 @@ const PARAGRAPH = [
   "A trigger sends NOTIFY when entries land, so readers wake at once instead of polling.",
   "Readers see a stream as an async iterator that starts at any offset and ends at the close.",
   "If the process dies, recovery replays the recorded steps and writes nothing twice.",
+  "Many appends share one transaction, and one notification per stream, because Postgres serialises every commit that sent a NOTIFY.",
+  "A reader that reconnects asks again from its last offset, so it never loses an entry or sees one twice.",
   "That makes it a good fit for LLM token streams and for progress bars like the one below this text.",
 ];
 const TOKEN_INTERVAL_MS = 20; // ≈ 50 tokens/s, a typical model's pace
@@ -32,6 +34,7 @@ const engine = await Engine.open(); // DATABASE_URL if set, else the embedded Po
 
 const generate = engine.workflow("generate", async (ctx) => {
   let done = 0;
+  const t0 = now();
   for (const [i, sentence] of PARAGRAPH.entries()) {
     // The step's output (the sentence's tokens) is recorded: a recovered run replays it
     // instead of calling the model again.
@@ -43,9 +46,11 @@ const generate = engine.workflow("generate", async (ctx) => {
         ctx.writeStream<Token>("tokens", { text, at: now() }),
         ctx.writeStream<Progress>("progress", { done, total, label }),
       ]);
-      await sleep(TOKEN_INTERVAL_MS); // pacing of the fake model, not synchronisation
+      // Pace the fake model on a fixed schedule, so write time does not slow it down.
+      await sleep(Math.max(0, t0 + done * TOKEN_INTERVAL_MS - now()));
     }
   }
+  await ctx.writeStream<Progress>("progress", { done, total, label: "done" });
   return done; // finishing closes both streams, which ends the readers below
 });
 
@@ -80,29 +85,32 @@ let lastLabel = "";
 const showProgress = (p: Progress) => {
   bar = drawBar(p);
   if (tty) process.stdout.write(`\r\x1b[2K${bar}`);
-  else if (p.label !== lastLabel || p.done === p.total) process.stdout.write(`${bar}\n`);
+  else if (p.label !== lastLabel) process.stdout.write(`${bar}\n`);
   lastLabel = p.label;
 };
 
 const started = now();
-const handle = await generate.start(undefined, { workflowId: `demo-${Date.now()}` });
-if (tty) process.stdout.write("\n"); // one line for the text, the bar goes below it
-
 const latencies: number[] = [];
-await Promise.all([
-  (async () => {
-    for await (const token of engine.readStreamAsync<Token>(handle.workflowId, "tokens")) {
-      latencies.push(now() - token.at);
-      showToken(token.text);
-    }
-  })(),
-  (async () => {
-    for await (const p of engine.readStreamAsync<Progress>(handle.workflowId, "progress")) showProgress(p);
-  })(),
-]);
-const count = await handle.getResult();
+let count: number;
+try {
+  const handle = await generate.start(undefined, { workflowId: `demo-${Date.now()}` });
+  if (tty) process.stdout.write("\n"); // one line for the text, the bar goes below it
+  await Promise.all([
+    (async () => {
+      for await (const token of engine.readStreamAsync<Token>(handle.workflowId, "tokens")) {
+        latencies.push(now() - token.at);
+        showToken(token.text);
+      }
+    })(),
+    (async () => {
+      for await (const p of engine.readStreamAsync<Progress>(handle.workflowId, "progress")) showProgress(p);
+    })(),
+  ]);
+  count = await handle.getResult();
+} finally {
+  await engine.close(); // also stops the embedded Postgres, so the process can exit
+}
 const elapsed = (now() - started) / 1000;
-await engine.close(); // also stops the embedded Postgres, so the process can exit
 
 const sorted = latencies.sort((a, b) => a - b);
 const pct = (q: number) => sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)] ?? NaN;

@@ -57,6 +57,9 @@ export class StreamWriter {
   }
 
   private async flush(): Promise<void> {
+    // Let appends made in the same tick (Promise.all of writes, many workflows woken by
+    // one commit) join the first batch; costs one microtask, no timer.
+    await null;
     while (this.queue.length > 0) {
       const batch = this.queue.splice(0, this.maxBatch);
       await this.commit(batch);
