@@ -4,7 +4,7 @@
 import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { channelOf, resolveOptions, type EngineOptions, type ResolvedOptions } from "./config.js";
-import { applicationName, connect, type Sql } from "./db/connect.js";
+import { applicationName, connect, isConnectionError, type Sql } from "./db/connect.js";
 import { startEmbeddedPostgres, type EmbeddedPostgres } from "./db/embedded.js";
 import { migrateSchema } from "./db/migrate.js";
 import {
@@ -135,7 +135,8 @@ export class Engine extends EventEmitter<EngineEvents> {
       heartbeatMs: options.heartbeatMs,
       onPayload: (payload) => this.onPayload(payload),
       onListen: (reconnected) => this.onListen(reconnected),
-      onError: (error) => this.report(error),
+      // Losing Postgres while reconnecting is expected (and retried): not worth a console line.
+      onError: (error) => (isConnectionError(error) ? this.emitError(error) : this.report(error)),
     });
   }
 
@@ -384,8 +385,11 @@ export class Engine extends EventEmitter<EngineEvents> {
   }
 
   private report(error: unknown): void {
-    if (this.listenerCount("error") > 0) this.emit("error", error);
-    else console.error("pgtide:", error);
+    if (!this.emitError(error)) console.error("pgtide:", error);
+  }
+
+  private emitError(error: unknown): boolean {
+    return this.listenerCount("error") > 0 && this.emit("error", error);
   }
 }
 
