@@ -2,7 +2,7 @@
 // parts together: workflow code → writer → table → trigger → NOTIFY → notifier → feeds
 // → readers.
 import { randomUUID } from "node:crypto";
-import { EventEmitter } from "node:events";
+import { EventEmitter, setMaxListeners } from "node:events";
 import { channelOf, resolveOptions, type EngineOptions, type ResolvedOptions } from "./config.js";
 import { applicationName, connect, isConnectionError, type Sql } from "./db/connect.js";
 import { startEmbeddedPostgres, type EmbeddedPostgres } from "./db/embedded.js";
@@ -117,6 +117,8 @@ export class Engine extends EventEmitter<EngineEvents> {
     super();
     this.schema = options.schema;
     this.executorId = options.executorId;
+    // Every waiting reader without a signal of its own listens on it: no leak warning past 10.
+    setMaxListeners(0, this.lifetime.signal);
     this.sql = connect({ url: databaseUrl, schema: options.schema, role: "pool", max: options.poolSize });
     this.codec = new ErrorCodec(options.errorClasses);
     this.writer = new StreamWriter(this.sql, options.retryTimeoutMs, (id) => this.refusal(id));
@@ -151,7 +153,8 @@ export class Engine extends EventEmitter<EngineEvents> {
       if (typeof options !== "object" || options === null) {
         throw new InvalidArgumentError(`start options must be an object, got ${describe(options)}`);
       }
-      const workflowId = options.workflowId ?? randomUUID();
+      // Only a missing id gets a fresh one: null is a bad id, not "no id".
+      const workflowId = options.workflowId === undefined ? randomUUID() : options.workflowId;
       assertName("workflowId", workflowId);
       const inputJson = input === undefined ? null : encodeJson(input, `input of workflow "${name}"`, this.runner.maxValueBytes);
       const { created, existingName } = await insertWorkflow(this.sql, workflowId, name, this.executorId, inputJson);
@@ -328,7 +331,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     if (typeof options !== "object" || options === null) {
       throw new InvalidArgumentError(`read options must be an object, got ${describe(options)}`);
     }
-    const fromOffset = options.fromOffset ?? 0;
+    const fromOffset = options.fromOffset === undefined ? 0 : options.fromOffset;
     assertOffset("fromOffset", fromOffset);
     if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
       throw new InvalidArgumentError(`signal must be an AbortSignal, got ${describe(options.signal)}`);

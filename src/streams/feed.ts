@@ -102,12 +102,19 @@ export class StreamFeed {
  * One statement, one snapshot: the workflow's status and up to `limit` entries from
  * `from` on. A finished workflow has all its streams closed in the transaction that
  * finished it, so "finished and nothing more" means closed even for a stream the
- * workflow never wrote to.
+ * workflow never wrote to. The close is always a stream's last entry, so a reader
+ * starting past it finds it as the entry just before `from` (one backward index probe).
  */
 export async function readPage(sql: Sql, workflowId: string, key: string, from: number, limit: number): Promise<Page> {
   const rows = await sql`
-    select s.status, e."offset", e.value, e.closed
+    select s.status, b.closed as closed_before, e."offset", e.value, e.closed
     from workflow_status s
+    left join lateral (
+      select closed from stream_entries
+      where workflow_id = s.workflow_id and key = ${key} and "offset" < ${from}
+      order by "offset" desc
+      limit 1
+    ) b on true
     left join lateral (
       select "offset", value, closed from stream_entries
       where workflow_id = s.workflow_id and key = ${key} and "offset" >= ${from}
@@ -116,6 +123,8 @@ export async function readPage(sql: Sql, workflowId: string, key: string, from: 
     ) e on true
     where s.workflow_id = ${workflowId}`;
   if (rows.length === 0) return { found: false, entries: [], closed: false, full: false };
+  // Started past the close: nothing can follow it.
+  if (rows[0]!.closed_before === true) return { found: true, entries: [], closed: true, full: false };
   const entries: Entry[] = [];
   let closed = false;
   for (const row of rows) {
