@@ -46,8 +46,10 @@ export function resolveOptions(options: EngineOptions = {}): ResolvedOptions {
   if (typeof options !== "object" || options === null) {
     throw new InvalidArgumentError(`Engine.open options must be an object, got ${describe(options)}`);
   }
-  for (const name of Object.keys(options)) {
+  for (const [name, value] of Object.entries(options)) {
     if (!KNOWN.has(name)) throw new InvalidArgumentError(`unknown option "${name}"`);
+    // null is a wrong value, not "use the default": only a missing option defaults.
+    if (value === null) throw new InvalidArgumentError(`option "${name}" must not be null (leave it out for the default)`);
   }
   const databaseUrl = options.databaseUrl ?? (process.env.DATABASE_URL || undefined);
   if (databaseUrl !== undefined && (typeof databaseUrl !== "string" || !/^postgres(ql)?:\/\//.test(databaseUrl))) {

@@ -200,7 +200,7 @@ export class Engine extends EventEmitter<EngineEvents> {
 
   listWorkflows(filter: { status?: WorkflowStatus; name?: string; limit?: number } = {}): Promise<WorkflowRow[]> {
     this.assertOpen();
-    const limit = filter.limit ?? 100;
+    const limit = filter.limit === undefined ? 100 : filter.limit;
     assertOffset("limit", limit);
     return listWorkflows(this.sql, { ...filter, limit });
   }

@@ -5,7 +5,7 @@ export type {
 } from "./engine.js";
 export type { EngineOptions, ErrorClass } from "./config.js";
 export type { Entry as StreamEntry } from "./streams/feed.js";
-export type { StepOptions, WorkflowContext } from "./workflow/context.js";
+export type { Progress, StepOptions, WorkflowContext } from "./workflow/context.js";
 export { WorkflowHandle } from "./workflow/handle.js";
 export type { WorkflowRow, WorkflowStatus } from "./workflow/store.js";
 export {

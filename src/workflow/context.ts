@@ -15,10 +15,20 @@ import type { Sql } from "../db/connect.js";
 import { InvalidArgumentError, StreamClosedError, WorkflowCancelledError } from "../errors.js";
 import { encodeJson } from "../json.js";
 import type { StreamWriter } from "../streams/writer.js";
-import { assertName } from "../validate.js";
+import { assertName, describe } from "../validate.js";
 import type { ErrorCodec, StoredError } from "./errorCodec.js";
 import { NonDeterminismError } from "../errors.js";
 import { nextOffsets, saveStep, type StepRow } from "./store.js";
+
+/** A progress entry, as `writeProgress` writes it and the CLI and the web page read it. */
+export interface Progress {
+  /** Units done so far: 0 ≤ done ≤ total. */
+  done: number;
+  /** Units in all. */
+  total: number;
+  /** What is being done, e.g. "download". */
+  label?: string;
+}
 
 export interface StepOptions {
   /** Extra attempts after the first one throws. @default 0 */
@@ -36,6 +46,8 @@ export interface WorkflowContext {
   writeStream<T>(key: string, value: T): Promise<void>;
   /** Closes the stream `key`; later writes to it reject with StreamClosedError. */
   closeStream(key: string): Promise<void>;
+  /** Appends a checked `{ done, total, label? }` to the stream `key` (a typed writeStream). */
+  writeProgress(key: string, progress: Progress): Promise<void>;
 }
 
 export interface ContextDeps {
@@ -79,9 +91,13 @@ export class RunContext implements WorkflowContext {
   async step<T>(name: string, fn: () => Promise<T> | T, options: StepOptions = {}): Promise<T> {
     assertName("step name", name);
     if (typeof fn !== "function") throw new InvalidArgumentError(`step "${name}" needs a function`);
-    const retries = options.retries ?? 0;
-    if (!Number.isInteger(retries) || retries < 0) {
-      throw new InvalidArgumentError(`step "${name}": retries must be a non-negative integer, got ${retries}`);
+    const retries = options.retries === undefined ? 0 : options.retries;
+    if (typeof retries !== "number" || !Number.isInteger(retries) || retries < 0) {
+      throw new InvalidArgumentError(`step "${name}": retries must be a non-negative integer, got ${describe(retries)}`);
+    }
+    const retryDelayMs = options.retryDelayMs === undefined ? 100 : options.retryDelayMs;
+    if (typeof retryDelayMs !== "number" || !Number.isFinite(retryDelayMs) || retryDelayMs < 0) {
+      throw new InvalidArgumentError(`step "${name}": retryDelayMs must be a non-negative number, got ${describe(retryDelayMs)}`);
     }
     this.assertActive();
     // A step inside a step is part of the outer one: at-least-once, not recorded.
@@ -94,7 +110,7 @@ export class RunContext implements WorkflowContext {
     let output: T | undefined;
     let failure: unknown;
     let failed = false;
-    for (let attempt = 0, delay = options.retryDelayMs ?? 100; ; attempt++, delay *= 2) {
+    for (let attempt = 0, delay = retryDelayMs; ; attempt++, delay *= 2) {
       try {
         output = await stepScope.run(this, fn);
         failed = false;
@@ -134,6 +150,14 @@ export class RunContext implements WorkflowContext {
       if (this.closedKeys.has(key)) throw new StreamClosedError(this.workflowId, key);
       const json = encodeJson(value, `value written to stream "${key}"`, this.deps.maxValueBytes);
       return this.append(key, json, false);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  writeProgress(key: string, progress: Progress): Promise<void> {
+    try {
+      return this.writeStream<Progress>(key, checkProgress(progress));
     } catch (error) {
       return Promise.reject(error);
     }
@@ -212,4 +236,22 @@ export class RunContext implements WorkflowContext {
     this.end(new WorkflowCancelledError(this.workflowId));
     throw this.endedBy;
   }
+}
+
+/** A copy of `progress` with only its known fields, or InvalidArgumentError naming the problem. */
+function checkProgress(progress: Progress): Progress {
+  if (typeof progress !== "object" || progress === null) {
+    throw new InvalidArgumentError(`progress must be an object { done, total, label? }, got ${describe(progress)}`);
+  }
+  const { done, total, label } = progress;
+  for (const [name, value] of [["done", done], ["total", total]] as const) {
+    if (typeof value !== "number" || !Number.isFinite(value) || value < 0) {
+      throw new InvalidArgumentError(`progress.${name} must be a finite non-negative number, got ${describe(value)}`);
+    }
+  }
+  if (done > total) throw new InvalidArgumentError(`progress.done (${done}) must not exceed progress.total (${total})`);
+  if (label !== undefined && typeof label !== "string") {
+    throw new InvalidArgumentError(`progress.label must be a string, got ${describe(label)}`);
+  }
+  return label === undefined ? { done, total } : { done, total, label };
 }
