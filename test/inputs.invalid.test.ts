@@ -4,7 +4,6 @@ import {
   WorkflowNotFoundError, type EngineOptions, type ErrorCode, type Workflow, type WorkflowContext,
 } from "../src/index.js";
 import { admin, collect, databaseUrl, openEngine, uniqueSchema, within } from "./support/engines.js";
-import { openTestEngine } from "./fixtures/perTestEngines.js";
 
 // Bad input is refused before anything is written (DESIGN.md, invariant 8): every case
 // below checks the error's class, name and code, and that the row counts of the
@@ -463,7 +462,7 @@ describe("opening engines at once", () => {
   it("5 concurrent Engine.open on one fresh schema all succeed, and each migration is applied once", async () => {
     const schema = uniqueSchema("concurrent");
     const engines = await within(20_000, "5 concurrent opens", Promise.all(
-      Array.from({ length: 5 }, (_, i) => openTestEngine({ schema, executorId: `exec-${i}`, poolSize: 1 })),
+      Array.from({ length: 5 }, (_, i) => openEngine({ schema, executorId: `exec-${i}`, poolSize: 1 })),
     ));
     expect(engines).toHaveLength(5);
     const [applied] = await admin.unsafe<{ n: number }[]>(`select count(*)::int as n from "${schema}".__drizzle_migrations`);

@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { InvalidArgumentError, WorkflowNotFoundError } from "../src/index.js";
 import { collect, gate, openEngine, within } from "./support/engines.js";
 
@@ -204,8 +204,11 @@ describe("bad read arguments", () => {
   });
 });
 
-let shared: Promise<Awaited<ReturnType<typeof openEngine>>> | undefined;
-function sharedEngine() {
-  shared ??= openEngine();
+// One engine for the argument checks, opened outside any test so it lives for the file.
+let shared: Awaited<ReturnType<typeof openEngine>>;
+beforeAll(async () => {
+  shared = await openEngine();
+});
+async function sharedEngine() {
   return shared;
 }

@@ -3,8 +3,7 @@ import {
   NonDeterminismError, WorkflowCancelledError, WorkflowConflictError, WorkflowHandle, WorkflowNotFoundError,
   type Engine, type WorkflowContext,
 } from "../src/index.js";
-import { admin, gate, within } from "./support/engines.js";
-import { openTestEngine } from "./fixtures/perTestEngines.js";
+import { admin, gate, openEngine, within } from "./support/engines.js";
 
 /** A user error class: a name of its own and an extra property. */
 class PaymentDeclined extends Error {
@@ -36,7 +35,7 @@ async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
 
 describe("starting a workflow and waiting for its result", () => {
   it("start returns a handle on the new workflow, under the id given", async () => {
-    const engine = await openTestEngine();
+    const engine = await openEngine();
     const wf = engine.workflow("hello", async (_ctx, name: string) => `hello ${name}`);
     const handle = await wf.start("ann", { workflowId: "hello-1" });
     expect(handle).toBeInstanceOf(WorkflowHandle);
@@ -50,7 +49,7 @@ describe("starting a workflow and waiting for its result", () => {
   });
 
   it("getStatus is PENDING while the function runs and SUCCESS once it returned", async () => {
-    const engine = await openTestEngine();
+    const engine = await openEngine();
     const running = gate();
     const finish = gate();
     const wf = engine.workflow("gated", async () => {
@@ -68,7 +67,7 @@ describe("starting a workflow and waiting for its result", () => {
   });
 
   it("getResult resolves with the returned value: objects, undefined for a void workflow, null for null", async () => {
-    const engine = await openTestEngine();
+    const engine = await openEngine();
     const object = engine.workflow("object", async () => ({ n: 1, list: ["a", null, { deep: true }] }));
     const nothing = engine.workflow("void", async () => {});
     const nul = engine.workflow("null", async () => null);
@@ -84,7 +83,7 @@ describe("starting a workflow and waiting for its result", () => {
   });
 
   it("the function receives its input as stored (JSON), and no input as undefined", async () => {
-    const engine = await openTestEngine();
+    const engine = await openEngine();
     const echo = engine.workflow("echo", async (_ctx, input: unknown) => ({ input: input === undefined ? "none" : input }));
     expect(await (await echo.start({ a: [1, "x"] })).getResult()).toEqual({ input: { a: [1, "x"] } });
     expect(await (await echo.start()).getResult()).toEqual({ input: "none" });
@@ -94,7 +93,7 @@ describe("starting a workflow and waiting for its result", () => {
 
 describe("starting an id that already exists", () => {
   it("does not run the function again, and returns a handle on the existing workflow, while it runs and after", async () => {
-    const engine = await openTestEngine();
+    const engine = await openEngine();
     let calls = 0;
     const finish = gate();
     const wf = engine.workflow("once", async (_ctx, input: string) => {
@@ -118,7 +117,7 @@ describe("starting an id that already exists", () => {
   });
 
   it("under another workflow name, rejects with WorkflowConflictError and runs nothing", async () => {
-    const engine = await openTestEngine();
+    const engine = await openEngine();
     let otherCalls = 0;
     const a = engine.workflow("a", async () => "a");
     const b = engine.workflow("b", async () => {
@@ -138,7 +137,7 @@ describe("starting an id that already exists", () => {
 
 describe("a workflow that throws", () => {
   it("ends in ERROR, and getResult rejects with the same built-in class and message", async () => {
-    const engine = await openTestEngine();
+    const engine = await openEngine();
     const wf = engine.workflow("type-error", async () => {
       throw new TypeError("expected a number");
     });
@@ -151,7 +150,7 @@ describe("a workflow that throws", () => {
   });
 
   it("rebuilds a class listed in errorClasses as an instance of it, with its own properties", async () => {
-    const engine = await openTestEngine({ errorClasses: [PaymentDeclined] });
+    const engine = await openEngine({ errorClasses: [PaymentDeclined] });
     const wf = engine.workflow("pay", async () => {
       throw new PaymentDeclined("card declined", "insufficient funds");
     });
@@ -162,7 +161,7 @@ describe("a workflow that throws", () => {
   });
 
   it("rebuilds an unlisted class as an Error that keeps the name and message", async () => {
-    const engine = await openTestEngine();
+    const engine = await openEngine();
     const wf = engine.workflow("pay", async () => {
       throw new PaymentDeclined("card declined", "expired");
     });
@@ -173,7 +172,7 @@ describe("a workflow that throws", () => {
   });
 
   it("rebuilds pgtide's own errors as their class, with their code", async () => {
-    const engine = await openTestEngine();
+    const engine = await openEngine();
     const wf = engine.workflow("rethrow", async () => {
       throw new NonDeterminismError("made up");
     });
@@ -206,7 +205,7 @@ describe("cancelling a workflow", () => {
   }
 
   it("sets CANCELLED, makes getResult reject with WorkflowCancelledError, and the function's next step and write reject storing nothing", async () => {
-    const engine = await openTestEngine();
+    const engine = await openEngine();
     const c = cancellable(engine);
     const handle = await c.wf.start(undefined, { workflowId: "to-cancel" });
     await within(5000, "the first write", c.waiting.promise);
@@ -237,8 +236,8 @@ describe("cancelling a workflow", () => {
   });
 
   it("from another engine on the same schema, stops the runner at its next step or write, storing nothing", async () => {
-    const runner = await openTestEngine({ executorId: "runner" });
-    const other = await openTestEngine({ schema: runner.schema, executorId: "canceller" });
+    const runner = await openEngine({ executorId: "runner" });
+    const other = await openEngine({ schema: runner.schema, executorId: "canceller" });
     const c = cancellable(runner);
     const handle = await c.wf.start(undefined, { workflowId: "remote-cancel" });
     await within(5000, "the first write", c.waiting.promise);
@@ -263,7 +262,7 @@ describe("cancelling a workflow", () => {
   });
 
   it("leaves a finished workflow as it is", async () => {
-    const engine = await openTestEngine();
+    const engine = await openEngine();
     const wf = engine.workflow("done", async () => "result");
     const handle = await wf.start();
     await handle.getResult();
@@ -273,7 +272,7 @@ describe("cancelling a workflow", () => {
   });
 
   it("of an unknown id rejects with WorkflowNotFoundError", async () => {
-    const engine = await openTestEngine();
+    const engine = await openEngine();
     const error = await rejectionOf(engine.cancelWorkflow("no-such-workflow"));
     expect(error).toBeInstanceOf(WorkflowNotFoundError);
     expect(error).toMatchObject({ code: "WORKFLOW_NOT_FOUND", workflowId: "no-such-workflow" });
@@ -282,8 +281,8 @@ describe("cancelling a workflow", () => {
 
 describe("handles from another engine on the same schema", () => {
   it("retrieveWorkflow of an existing id gives its status, info and result", async () => {
-    const engine = await openTestEngine({ executorId: "exec-a" });
-    const other = await openTestEngine({ schema: engine.schema, executorId: "exec-b" });
+    const engine = await openEngine({ executorId: "exec-a" });
+    const other = await openEngine({ schema: engine.schema, executorId: "exec-b" });
     const wf = engine.workflow("elsewhere", async (_ctx, n: number) => n * 2);
     await (await wf.start(21, { workflowId: "shared" })).getResult();
     const handle = other.retrieveWorkflow<number>("shared");
@@ -294,15 +293,15 @@ describe("handles from another engine on the same schema", () => {
   });
 
   it("a handle on an unknown id rejects with WorkflowNotFoundError on use", async () => {
-    const engine = await openTestEngine();
+    const engine = await openEngine();
     const handle = engine.retrieveWorkflow("nobody");
     await expect(handle.getStatus()).rejects.toBeInstanceOf(WorkflowNotFoundError);
     await expect(handle.getResult()).rejects.toBeInstanceOf(WorkflowNotFoundError);
   });
 
   it("getResult from another engine waits and is woken when the workflow ends", async () => {
-    const engine = await openTestEngine({ executorId: "exec-a" });
-    const other = await openTestEngine({ schema: engine.schema, executorId: "exec-b" });
+    const engine = await openEngine({ executorId: "exec-a" });
+    const other = await openEngine({ schema: engine.schema, executorId: "exec-b" });
     const running = gate();
     const finish = gate<string>();
     const wf = engine.workflow("slow", async () => {
@@ -323,8 +322,8 @@ describe("handles from another engine on the same schema", () => {
   });
 
   it("getResult from another engine rejects with the workflow's error", async () => {
-    const engine = await openTestEngine({ executorId: "exec-a", errorClasses: [PaymentDeclined] });
-    const other = await openTestEngine({ schema: engine.schema, executorId: "exec-b", errorClasses: [PaymentDeclined] });
+    const engine = await openEngine({ executorId: "exec-a", errorClasses: [PaymentDeclined] });
+    const other = await openEngine({ schema: engine.schema, executorId: "exec-b", errorClasses: [PaymentDeclined] });
     const finish = gate();
     const wf = engine.workflow("fails", async () => {
       await finish.promise;

@@ -5,8 +5,7 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { WorkflowNotRegisteredError, type Engine, type StreamEntry } from "../src/index.js";
 import { registerFiftySteps, STEPS, STREAM_KEY, WORKFLOW_NAME } from "./fixtures/fiftySteps.js";
-import { admin, collect, databaseUrl, gate, within } from "./support/engines.js";
-import { openTestEngine } from "./fixtures/perTestEngines.js";
+import { admin, collect, databaseUrl, gate, openEngine, within } from "./support/engines.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
@@ -68,8 +67,8 @@ describe("recovery in-process: launch() on a new engine finishes what a closed o
   }
 
   it("each entry is stored exactly once, steps finished before the close are not re-run, and the workflow succeeds", async () => {
-    const a = await openTestEngine({ executorId: "exec-1" });
-    const observer = await openTestEngine({ schema: a.schema, executorId: "observer" });
+    const a = await openEngine({ executorId: "exec-1" });
+    const observer = await openEngine({ schema: a.schema, executorId: "observer" });
     const reached = gate();
     const callsA: number[] = [];
     const wfA = defineRecoverable(a, callsA, { after: 4, reached: () => reached.open(), hold: new Promise(() => {}) });
@@ -83,7 +82,7 @@ describe("recovery in-process: launch() on a new engine finishes what a closed o
     expect(await observer.retrieveWorkflow("rec-1").getStatus()).toBe("PENDING");
     expect(await storedEntries(a, "rec-1", "out")).toHaveLength(10);
 
-    const b = await openTestEngine({ schema: a.schema, executorId: "exec-1" });
+    const b = await openEngine({ schema: a.schema, executorId: "exec-1" });
     const callsB: number[] = [];
     defineRecoverable(b, callsB);
     await b.launch();
@@ -101,7 +100,7 @@ describe("recovery in-process: launch() on a new engine finishes what a closed o
   });
 
   it("a step interrupted by the close runs again: its in-step writes land after the first attempt's, workflow writes stay exactly-once", async () => {
-    const a = await openTestEngine({ executorId: "exec-1" });
+    const a = await openEngine({ executorId: "exec-1" });
     const inStep = gate();
     const attempts: string[] = [];
     const define = (engine: Engine, label: string, holdInStep: boolean) =>
@@ -127,7 +126,7 @@ describe("recovery in-process: launch() on a new engine finishes what a closed o
       { offset: 1, value: "in-step-a", closed: false },
     ]);
 
-    const b = await openTestEngine({ schema: a.schema, executorId: "exec-1" });
+    const b = await openEngine({ schema: a.schema, executorId: "exec-1" });
     define(b, "b", false);
     await b.launch();
     expect(await within(10_000, "the recovered workflow", b.retrieveWorkflow("int-1").getResult())).toBe("b");
@@ -136,7 +135,7 @@ describe("recovery in-process: launch() on a new engine finishes what a closed o
   });
 
   it("launch() rejects with WorkflowNotRegisteredError naming an unregistered PENDING workflow, leaves it PENDING, and still recovers the registered ones", async () => {
-    const a = await openTestEngine({ executorId: "exec-1" });
+    const a = await openEngine({ executorId: "exec-1" });
     const running = [gate(), gate(), gate()];
     const known = a.workflow("known", async () => {
       running[0]!.open();
@@ -152,7 +151,7 @@ describe("recovery in-process: launch() on a new engine finishes what a closed o
     await within(5000, "the three workflows to run", Promise.all(running.map((g) => g.promise)));
     await a.close();
 
-    const b = await openTestEngine({ schema: a.schema, executorId: "exec-1" });
+    const b = await openEngine({ schema: a.schema, executorId: "exec-1" });
     let knownCalls = 0;
     b.workflow("known", async () => {
       knownCalls++;
@@ -178,8 +177,8 @@ describe("recovery in-process: launch() on a new engine finishes what a closed o
   });
 
   it("launch() resumes only its own executor's workflows, and a second launch() does not start a running one again", async () => {
-    const mine = await openTestEngine({ executorId: "exec-1" });
-    const theirs = await openTestEngine({ schema: mine.schema, executorId: "exec-2" });
+    const mine = await openEngine({ executorId: "exec-1" });
+    const theirs = await openEngine({ schema: mine.schema, executorId: "exec-2" });
     const started = [gate(), gate()];
     const hold = (i: number) => async () => {
       started[i]!.open();
@@ -190,7 +189,7 @@ describe("recovery in-process: launch() on a new engine finishes what a closed o
     await within(5000, "both workflows to run", Promise.all(started.map((g) => g.promise)));
     await Promise.all([mine.close(), theirs.close()]);
 
-    const b = await openTestEngine({ schema: mine.schema, executorId: "exec-1" });
+    const b = await openEngine({ schema: mine.schema, executorId: "exec-1" });
     const calls: string[] = [];
     const release = gate();
     b.workflow("job", async (ctx) => {
@@ -278,7 +277,7 @@ describe("recovery after a worker process is SIGKILLed mid-workflow", () => {
 
   it("killed inside step 20 after its side effect: a new process finishes it, every entry once, only step 20's effect twice", async () => {
     // The observer owns the schema (created, and dropped after the file) and reads.
-    const observer = await openTestEngine({ executorId: "observer" });
+    const observer = await openEngine({ executorId: "observer" });
     const schema = observer.schema;
     const id = "crash-in-step";
     const args = { schema, executor: "exec-1", "workflow-id": id };
@@ -313,7 +312,7 @@ describe("recovery after a worker process is SIGKILLed mid-workflow", () => {
   });
 
   it("killed at an arbitrary point after ~20 steps: launch() in-process finishes it, every entry once, at most the in-flight step's effect twice", async () => {
-    const observer = await openTestEngine({ executorId: "observer" });
+    const observer = await openEngine({ executorId: "observer" });
     const schema = observer.schema;
     const id = "crash-anywhere";
 
@@ -329,7 +328,7 @@ describe("recovery after a worker process is SIGKILLed mid-workflow", () => {
     expect(saved).toBeGreaterThanOrEqual(20);
     expect(status === "PENDING" || (status === "SUCCESS" && saved === STEPS)).toBe(true);
 
-    const recovering = await openTestEngine({ schema, executorId: "exec-1" });
+    const recovering = await openEngine({ schema, executorId: "exec-1" });
     registerFiftySteps(recovering, admin);
     await recovering.launch();
     expect(await within(15_000, "the recovered workflow", recovering.retrieveWorkflow(id).getResult())).toBe(STEPS);

@@ -1,7 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { InvalidArgumentError, NonDeterminismError, type Engine } from "../src/index.js";
-import { admin, gate, within } from "./support/engines.js";
-import { openTestEngine } from "./fixtures/perTestEngines.js";
+import { admin, gate, openEngine, within } from "./support/engines.js";
 
 class QuotaExceeded extends Error {
   constructor(message: string, readonly limit: number) {
@@ -43,14 +42,14 @@ async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
 }
 
 /** A second engine on the first one's data, as the same executor: what a restart looks like. */
-async function restart(engine: Engine, options: Parameters<typeof openTestEngine>[0] = {}): Promise<Engine> {
+async function restart(engine: Engine, options: Parameters<typeof openEngine>[0] = {}): Promise<Engine> {
   await engine.close();
-  return openTestEngine({ ...options, schema: engine.schema, executorId: engine.executorId });
+  return openEngine({ ...options, schema: engine.schema, executorId: engine.executorId });
 }
 
 describe("a step's outcome is stored", () => {
   it("before the step returns: its output row is there when workflow code gets the value", async () => {
-    const engine = await openTestEngine();
+    const engine = await openEngine();
     const seen: StepOutputRow[][] = [];
     const wf = engine.workflow("two-steps", async (ctx) => {
       const a = await ctx.step("fetch", () => ({ user: "ann", tags: ["x"] }));
@@ -72,7 +71,7 @@ describe("a step's outcome is stored", () => {
   });
 
   it("a step that throws stores its error, and a replay throws the same class and message without calling the function", async () => {
-    const first = await openTestEngine({ errorClasses: [QuotaExceeded] });
+    const first = await openEngine({ errorClasses: [QuotaExceeded] });
     const held = gate();
     let firstCalls = 0;
     const stepsOf = (count: () => void) => [
@@ -125,7 +124,7 @@ describe("a step's outcome is stored", () => {
   });
 
   it("a replayed step returns its stored output without calling the function", async () => {
-    const first = await openTestEngine();
+    const first = await openEngine();
     const held = gate();
     await first.workflow("replay-output", async (ctx) => {
       await ctx.step("pick", () => ({ chosen: 7 }));
@@ -150,7 +149,7 @@ describe("a step's outcome is stored", () => {
 
 describe("step retries", () => {
   it("a step failing twice then succeeding runs 3 times with { retries: 2 } and stores only the success", async () => {
-    const engine = await openTestEngine();
+    const engine = await openEngine();
     let attempts = 0;
     const wf = engine.workflow("flaky", async (ctx) =>
       ctx.step("flaky-call", () => {
@@ -168,7 +167,7 @@ describe("step retries", () => {
   });
 
   it("a step still failing after its retries stores the last error, after 1 + retries attempts", async () => {
-    const engine = await openTestEngine();
+    const engine = await openEngine();
     let attempts = 0;
     const wf = engine.workflow("broken", async (ctx) =>
       ctx.step("always-fails", () => {
@@ -187,7 +186,7 @@ describe("step retries", () => {
   });
 
   it("writes from inside a retried step are at-least-once: each attempt's write stays in the stream", async () => {
-    const engine = await openTestEngine();
+    const engine = await openEngine();
     let attempts = 0;
     const wf = engine.workflow("chatty", async (ctx) => {
       const result = await ctx.step("try", async () => {
@@ -221,7 +220,7 @@ describe("step retries", () => {
   });
 
   it("refuses a retries option that is not a non-negative integer, before running anything", async () => {
-    const engine = await openTestEngine();
+    const engine = await openEngine();
     let calls = 0;
     const wf = engine.workflow("bad-retries", async (ctx) => {
       const errors: unknown[] = [];
@@ -239,7 +238,7 @@ describe("step retries", () => {
 
 describe("replaying a workflow whose code changed", () => {
   it("a differently named step at a recorded position throws NonDeterminismError and the workflow ends in ERROR", async () => {
-    const first = await openTestEngine();
+    const first = await openEngine();
     const held = gate();
     await first.workflow("changing", async (ctx) => {
       await ctx.step("load", () => 1);
