@@ -1,4 +1,11 @@
 #!/usr/bin/env node
-// The `pgtide` command. Filled in by the CLI (src/cli); reserved until then.
-console.error("pgtide: the command-line interface is not built yet");
-process.exit(2);
+// The `pgtide` command: runs the build of src/cli/main.ts (`npm install` builds dist/).
+try {
+  await import("../dist/cli/main.js");
+} catch (error) {
+  if (error?.code === "ERR_MODULE_NOT_FOUND" && String(error.message).includes("dist/cli/main.js")) {
+    console.error("pgtide: dist/ is not built; run `npm run build` (npm install does it) in the package");
+    process.exit(2);
+  }
+  throw error;
+}

@@ -1,0 +1,22 @@
+// Checks on command-line values, reported as usage errors.
+import { UsageError, redact, type OptionValues } from "./command.js";
+
+/** A non-negative integer option, or undefined when absent. */
+export function parseCount(name: string, value: string | boolean | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = typeof value === "string" && /^[0-9]+$/.test(value) ? Number(value) : NaN;
+  if (!Number.isSafeInteger(n)) throw new UsageError(`${name} must be a non-negative integer, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+export function databaseUrlOf(values: OptionValues, env: NodeJS.ProcessEnv): string {
+  const url = (values["database-url"] as string | undefined) || env.DATABASE_URL;
+  if (!url) {
+    throw new UsageError(
+      "no database: pass --database-url postgres://… or set DATABASE_URL " +
+        "(the web demo prints the URL of its embedded Postgres when it starts)",
+    );
+  }
+  if (!/^postgres(ql)?:\/\//.test(url)) throw new UsageError(`--database-url must be a postgres:// URL, got ${redact(url)}`);
+  return url;
+}
