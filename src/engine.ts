@@ -4,7 +4,7 @@
 import { randomUUID } from "node:crypto";
 import { EventEmitter, setMaxListeners } from "node:events";
 import { channelOf, resolveOptions, type EngineOptions, type ResolvedOptions } from "./config.js";
-import { applicationName, connect, isConnectionError, type Sql } from "./db/connect.js";
+import { applicationName, backoff, connect, isConnectionError, retryWhileUnreachable, type Sql } from "./db/connect.js";
 import { startEmbeddedPostgres, type EmbeddedPostgres } from "./db/embedded.js";
 import { migrateSchema } from "./db/migrate.js";
 import {
@@ -173,7 +173,11 @@ export class Engine extends EventEmitter<EngineEvents> {
   async launch(): Promise<void> {
     this.assertOpen();
     const unknown: { workflowId: string; name: string }[] = [];
-    for (const row of await pendingWorkflows(this.sql, this.executorId)) {
+    // Retried like appends: launch() is what runs once Postgres is back after an outage.
+    const pending = await retryWhileUnreachable("launch", this.runner.retryTimeoutMs, () =>
+      pendingWorkflows(this.sql, this.executorId),
+    );
+    for (const row of pending) {
       if (this.active.has(row.workflowId)) continue;
       if (!this.definitions.has(row.name)) unknown.push(row);
       else this.run(row.name, row.workflowId, row.input, true);
@@ -225,8 +229,19 @@ export class Engine extends EventEmitter<EngineEvents> {
     const subscription = this.watch.subscribe(workflowId);
     try {
       await this.notifier.ready(lifetime);
-      for (;;) {
-        const row = await getWorkflow(this.sql, workflowId);
+      for (let failures = 0; ;) {
+        let row: WorkflowRow;
+        try {
+          row = await getWorkflow(this.sql, workflowId);
+        } catch (error) {
+          // Postgres went away (or the driver replays that error once after it is back):
+          // wait like a reader does, then look again.
+          if (!isConnectionError(error)) throw error;
+          await backoff(failures++, lifetime);
+          await this.notifier.ready(lifetime);
+          continue;
+        }
+        failures = 0;
         if (row.status !== "PENDING") return row;
         await subscription.changed(lifetime);
       }

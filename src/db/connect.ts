@@ -22,6 +22,10 @@ export function connect(options: ConnectOptions): Sql {
     idle_timeout: options.role === "listener" ? 0 : 30,
     max_lifetime: options.role === "listener" ? 0 : null,
     connect_timeout: 10,
+    // Seconds before a closed connection reconnects. The driver's default grows with every
+    // failed attempt up to 20 s, so after an outage the pool sat idle long after Postgres
+    // was back (and a launch() with a short retryTimeoutMs gave up); cap it at 1 s.
+    backoff: (retries: number) => Math.min(0.02 * 2 ** retries, 1),
     // Offsets are bigint in the table; as JS numbers they are exact up to 2^53.
     types: { int8: { to: 20, from: [20], serialize: (n: number) => String(n), parse: (s: string) => Number(s) } },
     onnotice: () => {},
@@ -52,6 +56,25 @@ export function isConnectionError(error: unknown): boolean {
   const code = (error as { code?: unknown }).code;
   if (typeof code !== "string") return false;
   return CONNECTION_CODES.has(code) || code.startsWith("08");
+}
+
+/**
+ * The pause before a waiter (a reader, getResult) that hit a connection error looks
+ * again: 20 ms doubling to 1 s. Waiters never give up on their own, only on `signal`.
+ */
+export function backoff(failures: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const abort = () => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", abort);
+      resolve();
+    }, Math.min(20 * 2 ** failures, 1000));
+    signal?.addEventListener("abort", abort, { once: true });
+  });
 }
 
 /**

@@ -1,18 +1,21 @@
 // The engine's registry of StreamFeeds: created when a stream gets its first local
 // reader, dropped with its last. The listener's notifications are routed here.
 import type { Sql } from "../db/connect.js";
-import { StreamFeed } from "./feed.js";
+import { PageReads, StreamFeed } from "./feed.js";
 
 export class StreamFeeds {
   private byWorkflow = new Map<string, Map<string, StreamFeed>>();
+  private readonly pages: PageReads;
 
-  constructor(private readonly sql: Sql, private readonly pageSize: number) {}
+  constructor(sql: Sql, pageSize: number) {
+    this.pages = new PageReads(sql, pageSize);
+  }
 
   acquire(workflowId: string, key: string): StreamFeed {
     let keys = this.byWorkflow.get(workflowId);
     if (!keys) this.byWorkflow.set(workflowId, (keys = new Map()));
     let feed = keys.get(key);
-    if (!feed) keys.set(key, (feed = new StreamFeed(this.sql, workflowId, key, this.pageSize)));
+    if (!feed) keys.set(key, (feed = new StreamFeed(this.pages, workflowId, key)));
     feed.readers++;
     return feed;
   }

@@ -45,9 +45,7 @@ export class StreamWriter {
   append(entry: Append): Promise<void> {
     return new Promise((resolve, reject) => {
       this.queue.push({ ...entry, resolve, reject });
-      this.flushing ??= this.flush().finally(() => {
-        this.flushing = undefined;
-      });
+      this.flushing ??= this.flush();
     });
   }
 
@@ -60,9 +58,17 @@ export class StreamWriter {
     // Let appends made in the same tick (Promise.all of writes, many workflows woken by
     // one commit) join the first batch; costs one microtask, no timer.
     await null;
-    while (this.queue.length > 0) {
-      const batch = this.queue.splice(0, this.maxBatch);
-      await this.commit(batch);
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue.splice(0, this.maxBatch);
+        await this.commit(batch);
+      }
+    } finally {
+      // In the same microtask as the last empty-queue check: an append made after it
+      // must start a new flush. (A `.finally()` chained on flush() ran a few microtasks
+      // later, and an append in between queued its entry behind a flush that had
+      // already ended: it never committed.)
+      this.flushing = undefined;
     }
   }
 
@@ -90,14 +96,23 @@ export class StreamWriter {
    * Inserts the rows of workflows that are still PENDING and returns those workflows.
    * FOR KEY SHARE on their status rows makes a concurrent cancel (which takes FOR
    * UPDATE) wait for this batch, or this batch wait for the cancel and then skip.
+   * The status rows are found one primary-key probe per id (the lateral join): with
+   * `workflow_id = any(ids)` the planner seq-scanned workflow_status once it held some
+   * thousands of PENDING rows (1.0 ms per batch at 10,000, growing with the table;
+   * 0.2 ms with the probes).
    */
   private async insert(batch: Pending[]): Promise<Set<string>> {
+    if (batch.length === 1) return this.insertOne(batch[0]!);
     const ids = [...new Set(batch.map((p) => p.workflowId))];
     const rows = await this.sql`
       with live as (
-        select workflow_id from workflow_status
-        where workflow_id = any(${this.sql.array(ids, TEXT)}) and status = 'PENDING'
-        for key share
+        select s.workflow_id
+        from unnest(${this.sql.array(ids, TEXT)}::text[]) as i(id)
+        cross join lateral (
+          select workflow_id from workflow_status
+          where workflow_id = i.id and status = 'PENDING'
+          for key share
+        ) s
       ), inserted as (
         insert into stream_entries (workflow_id, key, "offset", value, closed)
         select t.w, t.k, t.o, t.v::jsonb, t.c
@@ -109,6 +124,27 @@ export class StreamWriter {
           ${this.sql.array(batch.map((p) => p.closed), BOOL)}
         ) as t(w, k, o, v, c)
         where t.w in (select workflow_id from live)
+        on conflict do nothing
+      )
+      select workflow_id from live`;
+    return new Set(rows.map((r) => r.workflow_id as string));
+  }
+
+  /**
+   * insert() for a batch of one (a lone writer between commits: the latency case), the
+   * same check, lock and conflict rule without the arrays: 0.50–0.59 ms a statement
+   * instead of 0.66–0.82 (one connection, 300 appends, 3 runs), against 0.44–0.62 for
+   * a bare INSERT with a NOTIFY row trigger.
+   */
+  private async insertOne(p: Pending): Promise<Set<string>> {
+    const rows = await this.sql`
+      with live as (
+        select workflow_id from workflow_status
+        where workflow_id = ${p.workflowId} and status = 'PENDING'
+        for key share
+      ), inserted as (
+        insert into stream_entries (workflow_id, key, "offset", value, closed)
+        select workflow_id, ${p.key}, ${p.offset}, ${p.json}::text::jsonb, ${p.closed} from live
         on conflict do nothing
       )
       select workflow_id from live`;
