@@ -12,7 +12,8 @@ import {
   WorkflowConflictError, WorkflowNotFoundError, WorkflowNotRegisteredError,
 } from "./errors.js";
 import { encodeJson } from "./json.js";
-import { readPage, type Entry } from "./streams/feed.js";
+import type { Entry } from "./streams/feed.js";
+import { readPage } from "./streams/pageReads.js";
 import { StreamFeeds } from "./streams/feeds.js";
 import { Notifier } from "./streams/notifier.js";
 import { readEntries } from "./streams/reader.js";
@@ -99,6 +100,9 @@ export class Engine extends EventEmitter<EngineEvents> {
         throw unreachable(url!, error);
       });
       engine = new Engine(resolved, url, embedded);
+      // postgres.js learns array types on a pool's first connection; an array query
+      // (the writer's) sent before that is malformed. So the pool's first query is this.
+      await engine.sql`select 1`;
       await engine.notifier.start();
       return engine;
     } catch (error) {

@@ -1,7 +1,8 @@
 // The engine's registry of StreamFeeds: created when a stream gets its first local
 // reader, dropped with its last. The listener's notifications are routed here.
 import type { Sql } from "../db/connect.js";
-import { PageReads, StreamFeed } from "./feed.js";
+import { StreamFeed } from "./feed.js";
+import { PageReads } from "./pageReads.js";
 
 export class StreamFeeds {
   private byWorkflow = new Map<string, Map<string, StreamFeed>>();
