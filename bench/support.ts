@@ -3,6 +3,9 @@
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import postgres from "postgres";
+import { gate, within } from "../test/support/async.js";
+
+export { gate, within };
 
 export type Sql = postgres.Sql;
 
@@ -141,26 +144,6 @@ export async function paced(rate: number, count: number, send: (i: number) => vo
     else if (i % 16 === 0) await new Promise((resolve) => setImmediate(resolve)); // behind: still let I/O in
     send(i);
   }
-}
-
-/** Rejects when `promise` has not settled within `ms` (a deadline, never a synchronisation). */
-export async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** A promise with its resolver, for gating workflow code from the bench. */
-export function gate<T = void>(): { promise: Promise<T>; open: (value: T) => void } {
-  let open!: (value: T) => void;
-  const promise = new Promise<T>((resolve) => (open = resolve));
-  return { promise, open };
 }
 
 /** Resolves when `count()` reaches `n`, checking on every `tick` ms; rejects after `ms`. */

@@ -3,7 +3,7 @@ import {
   NonDeterminismError, WorkflowCancelledError, WorkflowConflictError, WorkflowHandle, WorkflowNotFoundError,
   type Engine, type WorkflowContext,
 } from "../src/index.js";
-import { admin, gate, openEngine, within } from "./support/engines.js";
+import { admin, gate, openEngine, within, rejectionOf } from "./support/engines.js";
 
 /** A user error class: a name of its own and an extra property. */
 class PaymentDeclined extends Error {
@@ -23,15 +23,6 @@ async function storedRows(engine: Engine, workflowId: string): Promise<{ steps: 
   return row!;
 }
 
-/** What a promise rejected with (fails the test if it resolved). */
-async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error("expected a rejection, but the promise resolved");
-}
 
 describe("starting a workflow and waiting for its result", () => {
   it("start returns a handle on the new workflow, under the id given", async () => {

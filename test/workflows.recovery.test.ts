@@ -5,7 +5,7 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { WorkflowNotRegisteredError, type Engine, type StreamEntry } from "../src/index.js";
 import { registerFiftySteps, STEPS, STREAM_KEY, WORKFLOW_NAME } from "./fixtures/fiftySteps.js";
-import { admin, collect, databaseUrl, gate, openEngine, within } from "./support/engines.js";
+import { admin, collect, databaseUrl, gate, openEngine, within, rejectionOf } from "./support/engines.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
@@ -29,14 +29,6 @@ function asStored(values: unknown[]): StoredEntry[] {
   return [...values.map((value, offset) => ({ offset, value, closed: false })), { offset: values.length, value: null, closed: true }];
 }
 
-async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error("expected a rejection, but the promise resolved");
-}
 
 describe("recovery in-process: launch() on a new engine finishes what a closed one left PENDING", () => {
   /**

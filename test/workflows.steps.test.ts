@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { InvalidArgumentError, NonDeterminismError, type Engine } from "../src/index.js";
-import { admin, gate, openEngine, within } from "./support/engines.js";
+import { admin, gate, openEngine, within, rejectionOf } from "./support/engines.js";
 
 class QuotaExceeded extends Error {
   constructor(message: string, readonly limit: number) {
@@ -32,14 +32,6 @@ async function entryCount(engine: Engine, workflowId: string, key: string): Prom
   return row!;
 }
 
-async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error("expected a rejection, but the promise resolved");
-}
 
 /** A second engine on the first one's data, as the same executor: what a restart looks like. */
 async function restart(engine: Engine, options: Parameters<typeof openEngine>[0] = {}): Promise<Engine> {

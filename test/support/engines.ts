@@ -4,6 +4,8 @@ import postgres from "postgres";
 import { afterAll, afterEach, beforeEach, inject } from "vitest";
 import { Engine, type EngineOptions } from "../../src/index.js";
 
+export { collect, gate, rejectionOf, within } from "./async.js";
+
 export const databaseUrl: string = inject("databaseUrl");
 
 /** A direct connection for assertions (row counts, pg_stat_activity, killing backends). */
@@ -48,30 +50,3 @@ afterAll(async () => {
   for (const schema of schemas) await admin.unsafe(`drop schema if exists "${schema}" cascade`);
   await admin.end();
 });
-
-/** Rejects if `promise` has not settled within `ms`: a deadline, never a synchronisation. */
-export async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** A promise and its resolver, for gating workflow code from a test. */
-export function gate<T = void>(): { promise: Promise<T>; open: (value: T) => void } {
-  let open!: (value: T) => void;
-  const promise = new Promise<T>((resolve) => (open = resolve));
-  return { promise, open };
-}
-
-/** Collects a whole async iterable. */
-export async function collect<T>(iterable: AsyncIterable<T>): Promise<T[]> {
-  const out: T[] = [];
-  for await (const value of iterable) out.push(value);
-  return out;
-}
