@@ -139,6 +139,34 @@ describe("a step's outcome is stored", () => {
   });
 });
 
+describe("a step another run of the workflow recorded first", () => {
+  it("keeps the recorded outcome: the workflow goes on with it and succeeds", async () => {
+    // As when a killed worker's session commits a step's output after a new process
+    // started running the same step: the first record wins, for both runs.
+    const engine = await openEngine();
+    const inStep = gate();
+    const release = gate();
+    const wf = engine.workflow("late-record", async (ctx) => {
+      const value = await ctx.step("compute", async () => {
+        inStep.open();
+        await release.promise;
+        return "from this run";
+      });
+      await ctx.writeStream("out", value);
+      return value;
+    });
+    const handle = await wf.start(undefined, { workflowId: "late-record-1" });
+    await within(5000, "the step to start", inStep.promise);
+    await admin.unsafe(
+      `insert into "${engine.schema}".step_outputs (workflow_id, step_id, name, output) values ($1, 0, 'compute', '"from the other run"')`,
+      [handle.workflowId],
+    );
+    release.open();
+    expect(await within(5000, "the result", handle.getResult())).toBe("from the other run");
+    expect((await engine.readStream(handle.workflowId, "out")).values).toEqual(["from the other run"]);
+  });
+});
+
 describe("step retries", () => {
   it("a step failing twice then succeeding runs 3 times with { retries: 2 } and stores only the success", async () => {
     const engine = await openEngine();

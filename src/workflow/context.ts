@@ -12,13 +12,13 @@
 // step records the counters, which a replay of it restores.
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { Sql } from "../db/connect.js";
-import { InvalidArgumentError, StreamClosedError, WorkflowCancelledError } from "../errors.js";
+import { InvalidArgumentError, StreamClosedError, WorkflowCancelledError, WorkflowFinishedError } from "../errors.js";
 import { encodeJson } from "../json.js";
 import type { StreamWriter } from "../streams/writer.js";
 import { assertName, describe } from "../validate.js";
 import type { ErrorCodec, StoredError } from "./errorCodec.js";
 import { NonDeterminismError } from "../errors.js";
-import { nextOffsets, saveStep, type StepRow } from "./store.js";
+import { getWorkflow, loadSteps, nextOffsets, saveStep, type StepRow } from "./store.js";
 
 /** A progress entry, as `writeProgress` writes it and the CLI and the web page read it. */
 export interface Progress {
@@ -138,7 +138,9 @@ export class RunContext implements WorkflowContext {
     const saved = await saveStep(
       this.deps.sql, this.workflowId, stepId, name, outputJson, stored, this.snapshot(),
     );
-    if (!saved) this.assertStillPending();
+    // Not stored: the workflow left PENDING, or another run of it (a killed worker whose
+    // session committed late) recorded this step first, and that record is the one to keep.
+    if (!saved) return this.recordedElsewhere<T>(stepId, name);
     if (failed) throw failure;
     return output as T;
   }
@@ -231,9 +233,11 @@ export class RunContext implements WorkflowContext {
     if (this.endedBy) throw this.endedBy;
   }
 
-  /** saveStep stored nothing: find out whether the workflow was cancelled meanwhile. */
-  private assertStillPending(): void {
-    this.end(new WorkflowCancelledError(this.workflowId));
+  private async recordedElsewhere<T>(stepId: number, name: string): Promise<T> {
+    const { status } = await getWorkflow(this.deps.sql, this.workflowId);
+    const recorded = status === "PENDING" ? (await loadSteps(this.deps.sql, this.workflowId, stepId)).get(stepId) : undefined;
+    if (recorded) return this.replay<T>(stepId, name, recorded);
+    this.end(status === "CANCELLED" ? new WorkflowCancelledError(this.workflowId) : new WorkflowFinishedError(this.workflowId, status));
     throw this.endedBy;
   }
 }

@@ -86,10 +86,12 @@ export async function pendingWorkflows(sql: Sql, executorId: string) {
   }));
 }
 
-export async function loadSteps(sql: Sql, workflowId: string): Promise<Map<number, StepRow>> {
+/** Every recorded step of a workflow, or only `stepId`'s. */
+export async function loadSteps(sql: Sql, workflowId: string, stepId?: number): Promise<Map<number, StepRow>> {
   const rows = await sql`
     select step_id, name, output, output is null as no_output, error, stream_offsets
-    from step_outputs where workflow_id = ${workflowId}`;
+    from step_outputs
+    where workflow_id = ${workflowId} and (${stepId ?? null}::int is null or step_id = ${stepId ?? null})`;
   return new Map(rows.map((r) => [r.step_id as number, {
     name: r.name as string,
     output: r.no_output ? undefined : r.output,
