@@ -2,18 +2,10 @@
 // says what was awaited; it never orders anything.
 import type { EventEmitter } from "node:events";
 
+import { within as deadline } from "../../support/async.js";
+
 /** Rejects if `promise` has not settled within `ms`. */
-export async function deadline<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, expired]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+export { deadline };
 
 /** The next emission of `event` (its first argument), within `ms`. */
 export function nextEvent<T = unknown>(emitter: EventEmitter, event: string, ms: number): Promise<T> {
