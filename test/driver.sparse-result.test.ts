@@ -1,0 +1,77 @@
+// postgres.js 3.4.9 kept its row counter after a query failed mid-result, so the next
+// query on that connection resolved with leading holes (porsager/postgres issues 1119,
+// 1181). patches/postgres+3.4.9.patch resets it; these tests run the real driver against
+// a real Postgres and fail without the patch.
+import postgres from "postgres";
+import { afterEach, describe, expect, it } from "vitest";
+import { admin, databaseUrl } from "./support/engines.js";
+
+const opened: postgres.Sql[] = [];
+afterEach(async () => {
+  await Promise.all(opened.splice(0).map((sql) => sql.end({ timeout: 1 })));
+});
+
+function oneConnection(): postgres.Sql {
+  const sql = postgres(databaseUrl, { max: 1, onnotice: () => {}, connection: { application_name: "test:sparse" } });
+  opened.push(sql);
+  return sql;
+}
+
+/** Every index of the array holds a row: no hole, nothing undefined. */
+function holes(rows: readonly unknown[]): number {
+  let n = 0;
+  for (let i = 0; i < rows.length; i++) if (!(i in rows) || rows[i] === undefined) n++;
+  return n;
+}
+
+describe("postgres.js after a query fails mid-result", () => {
+  it("gives the next pipelined query a whole result (issue 1181: an error after some rows)", async () => {
+    const sql = oneConnection();
+    // Three rows stream out, then the fourth divides by zero.
+    const failing = sql`select i, 1 / (4 - i) as boom from generate_series(1, 10) i`.then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    const next = sql`select x from generate_series(1, 5) x`;
+    expect(String(await failing)).toMatch(/division by zero/);
+    const rows = await next;
+    expect(holes(rows)).toBe(0);
+    expect(rows.map((r) => r.x)).toEqual([1, 2, 3, 4, 5]);
+  });
+
+  it("gives the next query a whole result (issue 1119: an error after some rows, not pipelined)", async () => {
+    const sql = oneConnection();
+    await expect(sql`select i, 1 / (4 - i) as boom from generate_series(1, 10) i`).rejects.toThrow(/division by zero/);
+    const rows = await sql`select x from generate_series(1, 5) x`;
+    expect(holes(rows)).toBe(0);
+    expect(rows.length).toBe(5);
+  });
+
+  it("gives the first query after a terminated connection a whole result (FATAL 57P01 mid-result)", async () => {
+    const sql = oneConnection();
+    const [{ pid }] = await sql`select pg_backend_pid() as pid`;
+    // 49 rows of 1 kB (past the server's 8 kB send buffer, so they reach us), then row 50
+    // sleeps in the select list while the backend is killed.
+    const streaming = sql`select i, repeat('x', 1000) as pad, case when i = 50 then pg_sleep(30) end from generate_series(1, 100) i`.then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    await waitUntil(async () => {
+      const [row] = await admin`select wait_event from pg_stat_activity where pid = ${pid}`;
+      return row?.wait_event === "PgSleep";
+    });
+    await admin`select pg_terminate_backend(${pid})`;
+    expect((await streaming) as { code?: string }).toMatchObject({ code: expect.stringMatching(/57P01|CONNECTION_CLOSED/) });
+    const rows = await sql`select x from generate_series(1, 5) x`;
+    expect(holes(rows)).toBe(0);
+    expect(rows.map((r) => r.x)).toEqual([1, 2, 3, 4, 5]);
+  });
+});
+
+async function waitUntil(check: () => Promise<boolean>, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error("timed out waiting for the backend to stream rows");
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
