@@ -104,7 +104,7 @@ async function plans(ctx: ScenarioContext, head: number): Promise<{ summary: str
     for (let k = 0; k < 8; k++) await pageReads.readPage(notices, WORKFLOW, KEY, head - 10 - k, 2000);
     const reads = captured.splice(0);
     const writer = new writerModule.StreamWriter(notices, 10_000, async () => new Error("refused"));
-    const append = (offset: number) => writer.append({ workflowId: WORKFLOW, key: KEY, offset, json: '"tok"', closed: false });
+    const append = (offset: number) => writer.append({ workflowId: WORKFLOW, key: KEY, offset, json: '"tok"', closed: false, writeSeq: null });
     await Promise.all([append(head), append(head + 1), append(head + 2)]); // one batch of three
     await append(head + 3); // a batch of one (its own statement)
     const appends = captured.splice(0).filter((p) => /insert into stream_entries/i.test(p));

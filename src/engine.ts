@@ -4,7 +4,8 @@
 import { randomUUID } from "node:crypto";
 import { EventEmitter, setMaxListeners } from "node:events";
 import { channelOf, resolveOptions, type EngineOptions, type ResolvedOptions } from "./config.js";
-import { applicationName, backoff, connect, isConnectionError, retryWhileUnreachable, type Sql } from "./db/connect.js";
+import { applicationName, connect, isConnectionError, type Sql } from "./db/connect.js";
+import { asPgtideError, backoff, retrying } from "./db/retry.js";
 import { startEmbeddedPostgres, type EmbeddedPostgres } from "./db/embedded.js";
 import { migrateSchema } from "./db/migrate.js";
 import {
@@ -19,10 +20,10 @@ import { Notifier } from "./streams/notifier.js";
 import { readEntries } from "./streams/reader.js";
 import { StreamWriter } from "./streams/writer.js";
 import { assertName, assertOffset, describe } from "./validate.js";
-import type { RunContext } from "./workflow/context.js";
+import type { ContextDeps } from "./workflow/context.js";
 import { ErrorCodec, type StoredError } from "./workflow/errorCodec.js";
 import { WorkflowHandle } from "./workflow/handle.js";
-import { runWorkflow, type RunnerDeps, type WorkflowFunction } from "./workflow/runner.js";
+import { runWorkflow, type WorkflowFunction } from "./workflow/runner.js";
 import {
   finishWorkflow, getWorkflow, insertWorkflow, listWorkflows, pendingWorkflows,
   type WorkflowRow, type WorkflowStatus,
@@ -52,7 +53,8 @@ export interface ReadStreamOptions extends ReadOptions {
 }
 
 export type Notification =
-  | { workflowId: string; key: string; offset: number }
+  /** Entries up to `offset` were appended; `closed`: the last of them is the stream's close. */
+  | { workflowId: string; key: string; offset: number; closed: boolean }
   | { workflowId: string; status: WorkflowStatus };
 
 export interface EngineEvents {
@@ -77,11 +79,11 @@ export class Engine extends EventEmitter<EngineEvents> {
   private readonly feeds: StreamFeeds;
   private readonly watch = new WorkflowWatch();
   private readonly codec: ErrorCodec;
-  private readonly runner: RunnerDeps;
+  private readonly runner: ContextDeps;
+  private readonly retryTimeoutMs: number;
   private readonly definitions = new Map<string, WorkflowFunction<unknown, unknown>>();
-  /** Workflows with a runner in this process, and their contexts once created. */
-  private readonly active = new Set<string>();
-  private readonly contexts = new Map<string, RunContext>();
+  /** Workflows with a run in this engine: aborting its controller ends the run. */
+  private readonly runs = new Map<string, AbortController>();
   private readonly lifetime = new AbortController();
   private closing: Promise<void> | undefined;
 
@@ -96,14 +98,16 @@ export class Engine extends EventEmitter<EngineEvents> {
     }
     let engine: Engine | undefined;
     try {
-      await migrateSchema(url, resolved.schema).catch((error) => {
+      // Opening is retried through an outage like every other call; past retryTimeoutMs
+      // it fails with a ConnectionError that says how to get a database.
+      await retrying("open", resolved.retryTimeoutMs, () => migrateSchema(url!, resolved.schema)).catch((error) => {
         throw unreachable(url!, error);
       });
       engine = new Engine(resolved, url, embedded);
       // postgres.js learns array types on a pool's first connection; an array query
       // (the writer's) sent before that is malformed. So the pool's first query is this.
-      await engine.sql`select 1`;
-      await engine.notifier.start();
+      await engine.call("open", () => engine!.sql`select 1`);
+      await engine.call("open", () => engine!.notifier.start());
       return engine;
     } catch (error) {
       if (engine) await engine.close();
@@ -121,10 +125,11 @@ export class Engine extends EventEmitter<EngineEvents> {
     super();
     this.schema = options.schema;
     this.executorId = options.executorId;
+    this.retryTimeoutMs = options.retryTimeoutMs;
     // Every waiting reader without a signal of its own listens on it: no leak warning past 10.
     setMaxListeners(0, this.lifetime.signal);
     this.sql = connect({ url: databaseUrl, schema: options.schema, role: "pool", max: options.poolSize });
-    this.codec = new ErrorCodec(options.errorClasses);
+    this.codec = new ErrorCodec(options.errorClasses, options.maxValueBytes);
     this.writer = new StreamWriter(this.sql, options.retryTimeoutMs, (id) => this.refusal(id));
     this.feeds = new StreamFeeds(this.sql, PAGE_SIZE);
     this.runner = {
@@ -161,10 +166,19 @@ export class Engine extends EventEmitter<EngineEvents> {
       const workflowId = options.workflowId === undefined ? randomUUID() : options.workflowId;
       assertName("workflowId", workflowId);
       const inputJson = input === undefined ? null : encodeJson(input, `input of workflow "${name}"`, this.runner.maxValueBytes);
-      const { created, existingName } = await insertWorkflow(this.sql, workflowId, name, this.executorId, inputJson);
-      if (!created && existingName !== name) throw new WorkflowConflictError(workflowId, existingName ?? "?", name);
+      // Idempotent: the id is chosen before the first attempt and the insert does nothing
+      // if the id exists. An attempt whose answer was lost may have inserted the row: a
+      // retry that finds it PENDING, ours and not running here takes it as its own.
+      let attempts = 0;
+      const result = await this.call("start workflow", () => {
+        attempts++;
+        return insertWorkflow(this.sql, workflowId, name, this.executorId, inputJson);
+      });
+      if (!result.created && result.existing.name !== name) throw new WorkflowConflictError(workflowId, result.existing.name, name);
+      const ours = result.created || (attempts > 1 && result.existing.status === "PENDING" &&
+        result.existing.executorId === this.executorId && !this.runs.has(workflowId));
       // The function gets the stored form of its input, as a recovered run would.
-      if (created) this.run(name, workflowId, inputJson === null ? undefined : JSON.parse(inputJson));
+      if (ours) this.run(name, workflowId, inputJson === null ? undefined : JSON.parse(inputJson), !result.created);
       return new WorkflowHandle<O>(this, workflowId);
     };
     return { name, start: start as Workflow<I, O>["start"] };
@@ -177,12 +191,9 @@ export class Engine extends EventEmitter<EngineEvents> {
   async launch(): Promise<void> {
     this.assertOpen();
     const unknown: { workflowId: string; name: string }[] = [];
-    // Retried like appends: launch() is what runs once Postgres is back after an outage.
-    const pending = await retryWhileUnreachable("launch", this.runner.retryTimeoutMs, () =>
-      pendingWorkflows(this.sql, this.executorId),
-    );
+    const pending = await this.call("launch", () => pendingWorkflows(this.sql, this.executorId));
     for (const row of pending) {
-      if (this.active.has(row.workflowId)) continue;
+      if (this.runs.has(row.workflowId)) continue;
       if (!this.definitions.has(row.name)) unknown.push(row);
       else this.run(row.name, row.workflowId, row.input, true);
     }
@@ -200,34 +211,44 @@ export class Engine extends EventEmitter<EngineEvents> {
   }
 
   /** Rejects with WorkflowNotFoundError if there is no such workflow. */
-  getWorkflow(workflowId: string): Promise<WorkflowRow> {
+  async getWorkflow(workflowId: string): Promise<WorkflowRow> {
     assertName("workflowId", workflowId);
-    this.assertOpen();
-    return getWorkflow(this.sql, workflowId);
+    return this.call("get workflow", () => getWorkflow(this.sql, workflowId));
   }
 
-  listWorkflows(filter: { status?: WorkflowStatus; name?: string; limit?: number } = {}): Promise<WorkflowRow[]> {
-    this.assertOpen();
+  async listWorkflows(filter: { status?: WorkflowStatus; name?: string; limit?: number } = {}): Promise<WorkflowRow[]> {
+    if (typeof filter !== "object" || filter === null) {
+      throw new InvalidArgumentError(`listWorkflows filter must be an object, got ${describe(filter)}`);
+    }
+    for (const name of Object.keys(filter)) {
+      if (name !== "status" && name !== "name" && name !== "limit") throw new InvalidArgumentError(`unknown filter "${name}"`);
+    }
+    if (filter.status !== undefined && !STATUSES.includes(filter.status)) {
+      throw new InvalidArgumentError(`status must be one of ${STATUSES.join(", ")}, got ${describe(filter.status)}`);
+    }
+    if (filter.name !== undefined) assertName("workflow name", filter.name);
     const limit = filter.limit === undefined ? 100 : filter.limit;
     assertOffset("limit", limit);
-    return listWorkflows(this.sql, { ...filter, limit });
+    return this.call("list workflows", () => listWorkflows(this.sql, { ...filter, limit }));
   }
 
   /**
    * Cancels a PENDING workflow: status CANCELLED and its open streams closed, in one
-   * transaction. Its runner, here or in another process, stops at its next step or write.
-   * A workflow that already finished is left as it is.
+   * transaction. Its run in this engine starts no step after this resolves; a run in
+   * another process stops at its next step or write. A finished workflow is left as it is.
    */
   async cancelWorkflow(workflowId: string): Promise<void> {
     assertName("workflowId", workflowId);
-    this.assertOpen();
-    await finishWorkflow(this.sql, workflowId, "CANCELLED", null, null);
-    this.contexts.get(workflowId)?.end(new WorkflowCancelledError(workflowId));
+    await this.call("cancel workflow", () => finishWorkflow(this.sql, workflowId, "CANCELLED", null, null));
+    this.runs.get(workflowId)?.abort(new WorkflowCancelledError(workflowId));
   }
 
   /** Waits (on NOTIFY) until the workflow leaves PENDING and returns its row. */
   async waitForWorkflow(workflowId: string, signal?: AbortSignal): Promise<WorkflowRow> {
     assertName("workflowId", workflowId);
+    if (signal !== undefined && !(signal instanceof AbortSignal)) {
+      throw new InvalidArgumentError(`signal must be an AbortSignal, got ${describe(signal)}`);
+    }
     this.assertOpen();
     const lifetime = this.signalFor(signal);
     const subscription = this.watch.subscribe(workflowId);
@@ -238,9 +259,8 @@ export class Engine extends EventEmitter<EngineEvents> {
         try {
           row = await getWorkflow(this.sql, workflowId);
         } catch (error) {
-          // Postgres went away (or the driver replays that error once after it is back):
-          // wait like a reader does, then look again.
-          if (!isConnectionError(error)) throw error;
+          // A waiter waits out an outage of any length, like a reader: only its signal ends it.
+          if (!isConnectionError(error)) throw asPgtideError("get workflow", error);
           await backoff(failures++, lifetime);
           await this.notifier.ready(lifetime);
           continue;
@@ -254,8 +274,8 @@ export class Engine extends EventEmitter<EngineEvents> {
     }
   }
 
-  /** @internal Rebuilds a stored error as its class. */
-  decodeError(stored: StoredError | null): Error {
+  /** @internal Rebuilds a stored error (or thrown value) as it was thrown. */
+  decodeError(stored: StoredError | null): unknown {
     return this.codec.decode(stored ?? { name: "Error", message: "unknown error" });
   }
 
@@ -273,7 +293,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     const values: T[] = [];
     if (options.wait === false) {
       for (let next = fromOffset; ;) {
-        const page = await readPage(this.sql, workflowId, key, next, PAGE_SIZE);
+        const page = await this.call("read stream", () => readPage(this.sql, workflowId, key, next, PAGE_SIZE), signal);
         if (!page.found) throw new WorkflowNotFoundError(workflowId);
         for (const entry of page.entries) values.push(entry.value as T);
         next += page.entries.length;
@@ -286,7 +306,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     return { values, closed: true };
   }
 
-  /** Yields each value as soon as it is committed; ends at the close. */
+  /** Yields each value as soon as it is committed; ends at the close. Bad options reject the first `next()`. */
   readStreamAsync<T = unknown>(workflowId: string, key: string, options: ReadOptions = {}): AsyncGenerator<T, void, undefined> {
     const entries = this.readStreamEntries<T>(workflowId, key, options);
     return (async function* () {
@@ -296,8 +316,12 @@ export class Engine extends EventEmitter<EngineEvents> {
 
   /** Like readStreamAsync, with each value's offset (for resumable clients). */
   readStreamEntries<T = unknown>(workflowId: string, key: string, options: ReadOptions = {}): AsyncGenerator<Entry<T>, void, undefined> {
-    const { fromOffset, signal } = this.checkRead(workflowId, key, options);
-    return readEntries<T>(this.feeds, this.notifier, workflowId, key, fromOffset, signal);
+    // A generator's body runs at the first next(): a bad option rejects it, never throws here.
+    const open = async function* (engine: Engine) {
+      const { fromOffset, signal } = engine.checkRead(workflowId, key, options);
+      yield* readEntries<T>(engine.feeds, engine.notifier, workflowId, key, fromOffset, signal);
+    };
+    return open(this);
   }
 
   /** Readers open in this engine (all streams). */
@@ -316,15 +340,15 @@ export class Engine extends EventEmitter<EngineEvents> {
   }
 
   /**
-   * Stops the engine: running workflows stay PENDING (a later launch() resumes them),
-   * readers end with EngineClosedError, queued writes are flushed, connections closed,
-   * and the embedded Postgres (if any) stopped.
+   * Stops the engine: running workflows stay PENDING (a later launch() resumes them) and
+   * start no step after this resolves, readers end with EngineClosedError, queued writes
+   * are flushed, connections closed, and the embedded Postgres (if any) stopped.
    */
   close(): Promise<void> {
     this.closing ??= (async () => {
       const closed = new EngineClosedError();
-      for (const ctx of this.contexts.values()) ctx.end(closed);
       this.lifetime.abort(closed);
+      for (const run of this.runs.values()) run.abort(closed);
       await this.writer.drain();
       await this.notifier.close();
       await this.sql.end({ timeout: 5 });
@@ -333,15 +357,25 @@ export class Engine extends EventEmitter<EngineEvents> {
     return this.closing;
   }
 
-  private run(name: string, workflowId: string, input: unknown, recovered = false): void {
+  private run(name: string, workflowId: string, input: unknown, recovered: boolean): void {
+    if (this.closing) return; // it stays PENDING for the next launch()
     const fn = this.definitions.get(name)!;
-    this.active.add(workflowId);
-    runWorkflow(this.runner, fn, workflowId, input, recovered, (ctx) => this.contexts.set(workflowId, ctx))
+    const controller = new AbortController();
+    this.runs.set(workflowId, controller);
+    runWorkflow(this.runner, fn, workflowId, input, recovered, controller)
       .catch((error) => this.report(error))
       .finally(() => {
-        this.active.delete(workflowId);
-        this.contexts.delete(workflowId);
+        if (this.runs.get(workflowId) === controller) this.runs.delete(workflowId);
       });
+  }
+
+  /**
+   * A database call made for a caller: idempotent, so retried through an outage for
+   * retryTimeoutMs (then ConnectionError); any other failure becomes a PgtideError.
+   */
+  private call<T>(what: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    this.assertOpen();
+    return retrying(what, this.retryTimeoutMs, fn, signal ?? this.lifetime.signal);
   }
 
   private checkRead(workflowId: string, key: string, options: ReadOptions): { fromOffset: number; signal: AbortSignal } {
@@ -371,7 +405,7 @@ export class Engine extends EventEmitter<EngineEvents> {
   /** Why the writer refused a workflow's appends. */
   private async refusal(workflowId: string): Promise<Error> {
     try {
-      const row = await getWorkflow(this.sql, workflowId);
+      const row = await this.call("append to stream", () => getWorkflow(this.sql, workflowId));
       if (row.status === "CANCELLED") return new WorkflowCancelledError(workflowId);
       return new WorkflowFinishedError(workflowId, row.status);
     } catch (error) {
@@ -381,17 +415,17 @@ export class Engine extends EventEmitter<EngineEvents> {
 
   // Runs inside postgres.js's socket parser: route the hint, never throw.
   private onPayload(payload: string): void {
-    const message = JSON.parse(payload) as { w: string; k?: string; o?: number; s?: WorkflowStatus };
+    const message = JSON.parse(payload) as { w: string; k?: string; o?: number; c?: 1; s?: WorkflowStatus };
     if (message.k !== undefined && message.o !== undefined) {
-      this.feeds.notify(message.w, message.k, message.o);
+      this.feeds.notify(message.w, message.k, message.o, message.c === 1);
     } else if (message.s !== undefined) {
       this.feeds.resetWorkflow(message.w);
       this.watch.notify(message.w);
-      if (message.s === "CANCELLED") this.contexts.get(message.w)?.end(new WorkflowCancelledError(message.w));
+      if (message.s === "CANCELLED") this.runs.get(message.w)?.abort(new WorkflowCancelledError(message.w));
     }
     if (this.listenerCount("notification") > 0) {
       this.emit("notification", message.k !== undefined
-        ? { workflowId: message.w, key: message.k, offset: message.o! }
+        ? { workflowId: message.w, key: message.k, offset: message.o!, closed: message.c === 1 }
         : { workflowId: message.w, status: message.s! });
     }
   }
@@ -415,12 +449,13 @@ export class Engine extends EventEmitter<EngineEvents> {
   }
 }
 
+const STATUSES: readonly WorkflowStatus[] = ["PENDING", "SUCCESS", "ERROR", "CANCELLED"];
+
 function unreachable(url: string, error: unknown): unknown {
-  const code = (error as { code?: string }).code;
-  if (code !== "ECONNREFUSED" && code !== "ENOTFOUND" && code !== "CONNECT_TIMEOUT") return error;
+  if (!(error instanceof ConnectionError)) return error;
   const where = url.replace(/\/\/[^@/]*@/, "//");
   return new ConnectionError(
-    `cannot reach Postgres at ${where} (${code}). Start one (docker compose up -d), or unset DATABASE_URL to use the embedded Postgres.`,
-    error,
+    `cannot reach Postgres at ${where} (${error.message}). Start one (docker compose up -d), or unset DATABASE_URL to use the embedded Postgres.`,
+    error.cause,
   );
 }

@@ -12,6 +12,7 @@ export type ErrorCode =
   | "WORKFLOW_FINISHED"
   | "NON_DETERMINISM"
   | "CONNECTION"
+  | "DATABASE"
   | "ENGINE_CLOSED"
   | "EMBEDDED_POSTGRES";
 
@@ -90,10 +91,23 @@ export class NonDeterminismError extends PgtideError {
   }
 }
 
-/** Postgres could not be reached within the configured bound. */
+/**
+ * Postgres could not be reached (or kept failing for a passing reason: restarting, out of
+ * connections) for longer than `retryTimeoutMs`. Nothing is lost: retry later.
+ */
 export class ConnectionError extends PgtideError {
   constructor(message: string, cause?: unknown) {
     super("CONNECTION", message, { cause });
+  }
+}
+
+/**
+ * Postgres refused one of pgtide's statements for a reason that is neither the caller's
+ * input nor an outage (e.g. the schema was altered by hand). `cause` holds the driver's error.
+ */
+export class DatabaseError extends PgtideError {
+  constructor(message: string, cause?: unknown) {
+    super("DATABASE", message, { cause });
   }
 }
 

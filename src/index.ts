@@ -9,7 +9,7 @@ export type { Progress, StepOptions, WorkflowContext } from "./workflow/context.
 export { WorkflowHandle } from "./workflow/handle.js";
 export type { WorkflowRow, WorkflowStatus } from "./workflow/store.js";
 export {
-  ConnectionError, EmbeddedPostgresError, EngineClosedError, InvalidArgumentError,
+  ConnectionError, DatabaseError, EmbeddedPostgresError, EngineClosedError, InvalidArgumentError,
   NonDeterminismError, PgtideError, SerializationError, StreamClosedError,
   WorkflowCancelledError, WorkflowConflictError, WorkflowFinishedError,
   WorkflowNotFoundError, WorkflowNotRegisteredError,

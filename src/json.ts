@@ -3,12 +3,20 @@
 // jsonb normalises). Anything else is refused before it is written.
 import { SerializationError } from "./errors.js";
 
+/**
+ * Deepest nesting of arrays and objects a value may have. Postgres's jsonb parser is
+ * recursive (with the default max_stack_depth of 2 MB it took 10,000 levels and refused
+ * 50,000), and so are V8's JSON.stringify (it overflowed at 10,000) and this check; 1,000
+ * is far past any real document and safe in all three.
+ */
+export const MAX_DEPTH = 1000;
+
 /** Encodes a value as JSON text, or throws SerializationError naming the first bad part. */
 export function encodeJson(value: unknown, what: string, maxBytes: number): string {
   if (typeof value === "string") {
     checkString(value, what); // the hot path: LLM tokens
   } else {
-    checkValue(value, what, new Set());
+    checkValue(value, what, new Set(), 0);
   }
   const json = JSON.stringify(value);
   // Cheap bound first: a UTF-16 unit is at most 3 UTF-8 bytes.
@@ -21,7 +29,7 @@ export function encodeJson(value: unknown, what: string, maxBytes: number): stri
   return json;
 }
 
-function checkValue(value: unknown, path: string, ancestors: Set<object>): void {
+function checkValue(value: unknown, path: string, ancestors: Set<object>, depth: number): void {
   switch (typeof value) {
     case "string":
       return checkString(value, path);
@@ -33,11 +41,15 @@ function checkValue(value: unknown, path: string, ancestors: Set<object>): void 
     case "object": {
       if (value === null) return;
       if (ancestors.has(value)) throw new SerializationError(`${path} is circular`);
+      if (depth >= MAX_DEPTH) {
+        const where = path.length > 120 ? `${path.slice(0, 120)}…` : path;
+        throw new SerializationError(`${where} is nested more than ${MAX_DEPTH} levels deep (the limit)`);
+      }
       ancestors.add(value);
       if (Array.isArray(value)) {
         for (let i = 0; i < value.length; i++) {
           if (!(i in value)) throw new SerializationError(`${path}[${i}] is a hole in a sparse array`);
-          checkValue(value[i], `${path}[${i}]`, ancestors);
+          checkValue(value[i], `${path}[${i}]`, ancestors, depth + 1);
         }
       } else {
         const proto = Object.getPrototypeOf(value);
@@ -50,7 +62,7 @@ function checkValue(value: unknown, path: string, ancestors: Set<object>): void 
         }
         for (const [k, v] of Object.entries(value)) {
           checkString(k, `${path} key ${JSON.stringify(k)}`);
-          checkValue(v, `${path}.${k}`, ancestors);
+          checkValue(v, `${path}.${k}`, ancestors, depth + 1);
         }
       }
       ancestors.delete(value);

@@ -49,7 +49,7 @@ describe("postgres.js after a query fails mid-result", () => {
 
   it("gives the first query after a terminated connection a whole result (FATAL 57P01 mid-result)", async () => {
     const sql = oneConnection();
-    const [{ pid }] = await sql`select pg_backend_pid() as pid`;
+    const [{ pid }] = (await sql`select pg_backend_pid() as pid`) as unknown as [{ pid: number }];
     // 49 rows of 1 kB (past the server's 8 kB send buffer, so they reach us), then row 50
     // sleeps in the select list while the backend is killed.
     const streaming = sql`select i, repeat('x', 1000) as pad, case when i = 50 then pg_sleep(30) end from generate_series(1, 100) i`.then(

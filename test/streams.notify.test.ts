@@ -64,7 +64,7 @@ describe("readers are woken by NOTIFY", () => {
     // The reader engine heard one notification per write (and the end of the workflow).
     await h.getResult();
     for (let i = 0; i < COUNT; i++) {
-      expect(heard.heard).toContainEqual({ workflowId: h.workflowId, key: "s", offset: i });
+      expect(heard.heard).toContainEqual({ workflowId: h.workflowId, key: "s", offset: i, closed: false });
     }
   });
 
@@ -181,8 +181,8 @@ describe("engines in different schemas of one database", () => {
     xGo.open();
     await within(5000, "X to hear its second write", xHeard.next((n) => "key" in n && n.offset === 1));
     expect(xHeard.heard).toEqual([
-      { workflowId: id, key: "s", offset: 0 },
-      { workflowId: id, key: "s", offset: 1 },
+      { workflowId: id, key: "s", offset: 0, closed: false },
+      { workflowId: id, key: "s", offset: 1, closed: false },
     ]);
     xEnd.open();
     await within(5000, "X's reader", xReading);
@@ -202,9 +202,9 @@ describe("engines in different schemas of one database", () => {
       yHeard.next((n) => "key" in n && n.offset === 3),
     ]));
     const ended = (offset: number) => [
-      ...Array.from({ length: offset }, (_, i) => ({ workflowId: id, key: "s", offset: i })),
+      ...Array.from({ length: offset }, (_, i) => ({ workflowId: id, key: "s", offset: i, closed: false })),
       { workflowId: id, status: "SUCCESS" },
-      { workflowId: id, key: "s", offset }, // the close
+      { workflowId: id, key: "s", offset, closed: true }, // the close
     ];
     expect(yHeard.heard).toHaveLength(5);
     expect(yHeard.heard).toEqual(expect.arrayContaining(ended(3)));

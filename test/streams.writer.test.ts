@@ -17,7 +17,7 @@ describe("the group-commit writer", () => {
     const append = (workflowId: string) => {
       const offset = next.get(workflowId) ?? 0;
       next.set(workflowId, offset + 1);
-      return writer.append({ workflowId, key: "k", offset, json: String(offset), closed: false });
+      return writer.append({ workflowId, key: "k", offset, json: String(offset), closed: false, writeSeq: null });
     };
     try {
       // Awaiting a Promise.all resumes a few microtasks after the batch resolved: the

@@ -36,6 +36,8 @@ function describeRow(row: WorkflowRow): string {
     ["updated", row.updatedAt.toISOString()],
   ];
   if (row.status === "SUCCESS") lines.push(["output", row.output === undefined ? "(none)" : JSON.stringify(row.output)]);
-  if (row.error) lines.push(["error", `${row.error.name}: ${row.error.message}`]);
+  if (row.error) {
+    lines.push(["error", row.error.kind === "value" ? `thrown: ${JSON.stringify(row.error.value)}` : `${row.error.name}: ${row.error.message}`]);
+  }
   return lines.map(([k, v]) => `${k.padEnd(9)} ${v}\n`).join("");
 }

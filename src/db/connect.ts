@@ -1,7 +1,6 @@
 // postgres.js instances, all pointed at the engine's schema through search_path, and
 // the rule for which failures are the connection's fault (and so worth retrying).
 import postgres from "postgres";
-import { ConnectionError } from "../errors.js";
 
 export type Sql = postgres.Sql;
 
@@ -42,57 +41,31 @@ export function applicationName(schema: string, role: ConnectOptions["role"]): s
   return `pgtide:${schema}:${role}`;
 }
 
-const CONNECTION_CODES = new Set([
-  "ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH",
+/**
+ * Failures that say nothing about the statement, only that Postgres could not run it now:
+ * the connection (class 08, resets, timeouts), a server starting or stopping (57P0x),
+ * out of resources (class 53: too many connections, disk or memory full), a transaction
+ * that lost a race (40001, 40P01), a lock or statement timeout (55P03, 57014), a
+ * read-only server during a failover (25006), and a result broken by a dropped connection
+ * (BROKEN_RESULT, see rows.ts). Running the same idempotent statement again is the cure.
+ */
+const TRANSIENT_CODES = new Set([
+  "ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN",
   // Not CONNECTION_ENDED / CONNECTION_DESTROYED: those mean we closed the pool ourselves.
-  "CONNECTION_CLOSED", "CONNECT_TIMEOUT",
+  "CONNECTION_CLOSED", "CONNECT_TIMEOUT", "BROKEN_RESULT",
   "57P01", // admin_shutdown
   "57P02", // crash_shutdown
   "57P03", // cannot_connect_now (starting up or shutting down)
+  "57014", // query_canceled (statement_timeout)
+  "55P03", // lock_not_available (lock_timeout)
+  "40001", // serialization_failure
+  "40P01", // deadlock_detected
+  "25006", // read_only_sql_transaction (a standby, mid-failover)
 ]);
 
 export function isConnectionError(error: unknown): boolean {
   if (typeof error !== "object" || error === null) return false;
   const code = (error as { code?: unknown }).code;
   if (typeof code !== "string") return false;
-  return CONNECTION_CODES.has(code) || code.startsWith("08");
-}
-
-/**
- * The pause before a waiter (a reader, getResult) that hit a connection error looks
- * again: 20 ms doubling to 1 s. Waiters never give up on their own, only on `signal`.
- */
-export function backoff(failures: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const abort = () => {
-      clearTimeout(timer);
-      reject(signal!.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", abort);
-      resolve();
-    }, Math.min(20 * 2 ** failures, 1000));
-    signal?.addEventListener("abort", abort, { once: true });
-  });
-}
-
-/**
- * Runs an idempotent database call, retrying while Postgres is unreachable, with capped
- * backoff, for at most `timeoutMs`; then rejects with ConnectionError.
- */
-export async function retryWhileUnreachable<T>(what: string, timeoutMs: number, call: () => Promise<T>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (let delay = 25; ; delay = Math.min(delay * 2, 1000)) {
-    try {
-      return await call();
-    } catch (error) {
-      if (!isConnectionError(error)) throw error;
-      const left = deadline - Date.now();
-      if (left <= 0) {
-        throw new ConnectionError(`${what}: Postgres unreachable for ${timeoutMs} ms (${String((error as Error).message)})`, error);
-      }
-      await new Promise((resolve) => setTimeout(resolve, Math.min(delay, left)));
-    }
-  }
+  return TRANSIENT_CODES.has(code) || code.startsWith("08") || code.startsWith("53");
 }

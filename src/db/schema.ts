@@ -46,8 +46,6 @@ export const stepOutputs = pgTable(
     name: text("name").notNull(),
     output: jsonb("output"),
     error: jsonb("error"),
-    /** Next offset of each stream the workflow had written when the step finished. */
-    streamOffsets: jsonb("stream_offsets"),
     createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
   },
   (t) => [primaryKey({ columns: [t.workflowId, t.stepId] })],
@@ -62,6 +60,13 @@ export const streamEntries = pgTable(
     /** The value as JSON; NULL on the close entry. */
     value: jsonb("value"),
     closed: boolean("closed").notNull().default(false),
+    /**
+     * For a write made by workflow code (not inside a step): its position among the
+     * workflow code's writes and closes of this stream, 0, 1, 2, … A recovered run skips
+     * the writes whose position is already stored. NULL for writes made inside a step
+     * (at-least-once) and for the closes a finishing workflow adds.
+     */
+    writeSeq: integer("write_seq"),
   },
   // The primary key serves every read: `workflow_id = $1 AND key = $2 AND offset >= $3
   // ORDER BY offset LIMIT $4` is a range scan, whatever the stream's length.

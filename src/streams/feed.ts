@@ -37,6 +37,8 @@ export class StreamFeed {
   readers = 0;
   /** Highest offset a notification announced. */
   private highestNotified = -1;
+  /** A notification announced the close: every read from now on finds it. */
+  private closeNotified = false;
   /** Bumped when anything may have been missed (reconnect) or the workflow ended. */
   private resets = 0;
   private waiters = new Set<Waiter>();
@@ -63,7 +65,19 @@ export class StreamFeed {
     return page;
   }
 
-  notify(offset: number): void {
+  /**
+   * Entries up to `offset` exist. With `closed`, the stream ends there: every waiter
+   * wakes, including those waiting for an offset past the close (a client resuming from
+   * the end), and re-reads to find it.
+   */
+  notify(offset: number, closed: boolean): void {
+    if (closed) {
+      this.closeNotified = true;
+      this.highestNotified = Math.max(this.highestNotified, offset);
+      for (const waiter of this.waiters) waiter.wake();
+      this.waiters.clear();
+      return;
+    }
     if (offset <= this.highestNotified) return;
     this.highestNotified = offset;
     for (const waiter of this.waiters) {
@@ -91,7 +105,7 @@ export class StreamFeed {
    * reader per entry: 10,000 readers of one stream then fell behind 50 writes/s.)
    */
   wait(from: number, resetsBefore: number): Wait {
-    if (this.highestNotified >= from || this.resets !== resetsBefore) return READY;
+    if (this.highestNotified >= from || this.closeNotified || this.resets !== resetsBefore) return READY;
     const waiter: Waiter = { from, wake: () => {} };
     const woken = new Promise<void>((resolve) => (waiter.wake = resolve));
     this.waiters.add(waiter);

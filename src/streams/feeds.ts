@@ -36,8 +36,8 @@ export class StreamFeeds {
     return n;
   }
 
-  notify(workflowId: string, key: string, offset: number): void {
-    this.byWorkflow.get(workflowId)?.get(key)?.notify(offset);
+  notify(workflowId: string, key: string, offset: number, closed: boolean): void {
+    this.byWorkflow.get(workflowId)?.get(key)?.notify(offset, closed);
   }
 
   /** The workflow finished: readers of its streams re-read (and find the close). */

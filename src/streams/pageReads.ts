@@ -1,8 +1,40 @@
 // Reading a stream's entries: the page query, and PageReads, which groups reads of
 // different streams asked for in the same turn of the event loop (one commit wakes every
 // stream it wrote to) into one statement, the way the writer groups appends.
+import type { PendingQuery, Row as DriverRow } from "postgres";
 import type { Sql } from "../db/connect.js";
+import { whole } from "../db/rows.js";
 import type { Entry, Page } from "./feed.js";
+
+/**
+ * A page also stops once it holds MAX_PAGE_BYTES of values (its first entry always
+ * counts, whatever its size), so a reader of 1 MiB values holds a few of them, not
+ * 2,000. The sizes are the stored ones (pg_column_size), which migration 0004 makes the
+ * real ones by storing values uncompressed.
+ */
+export const MAX_PAGE_BYTES = 4 * 1024 * 1024;
+
+type Fragment = PendingQuery<DriverRow[]>;
+
+/**
+ * Up to `limit` entries of a stream from offset `from` on, in offset order, cut at
+ * MAX_PAGE_BYTES; `upto` is the running total of their sizes. Shared by readPage and
+ * readPages, whose stream and offset are a parameter or a column of theirs.
+ */
+function entriesFrom(sql: Sql, workflowId: Fragment | string, key: Fragment | string, from: Fragment | number, limit: number): Fragment {
+  return sql`
+    select "offset", value, closed, upto from (
+      select "offset", value, closed, size,
+             sum(size) over (order by "offset" rows unbounded preceding) as upto
+      from (
+        select "offset", value, closed, coalesce(pg_column_size(value), 0) as size from stream_entries
+        where workflow_id = ${workflowId} and key = ${key} and "offset" >= ${from}
+        order by "offset"
+        limit ${limit}
+      ) page
+    ) sized
+    where upto - size < ${MAX_PAGE_BYTES}`;
+}
 
 /**
  * One statement, one snapshot: the workflow's status and up to `limit` entries from
@@ -12,8 +44,8 @@ import type { Entry, Page } from "./feed.js";
  * starting past it finds it as the entry just before `from` (one backward index probe).
  */
 export async function readPage(sql: Sql, workflowId: string, key: string, from: number, limit: number): Promise<Page> {
-  const rows = await sql`
-    select s.status, b.closed as closed_before, e."offset", e.value, e.closed
+  const rows = whole(await sql`
+    select s.status, b.closed as closed_before, e."offset", e.value, e.closed, e.upto
     from workflow_status s
     left join lateral (
       select closed from stream_entries
@@ -21,13 +53,8 @@ export async function readPage(sql: Sql, workflowId: string, key: string, from: 
       order by "offset" desc
       limit 1
     ) b on true
-    left join lateral (
-      select "offset", value, closed from stream_entries
-      where workflow_id = s.workflow_id and key = ${key} and "offset" >= ${from}
-      order by "offset"
-      limit ${limit}
-    ) e on true
-    where s.workflow_id = ${workflowId}`;
+    left join lateral (${entriesFrom(sql, sql`s.workflow_id`, key, from, limit)}) e on true
+    where s.workflow_id = ${workflowId}`);
   return toPage(rows, limit);
 }
 
@@ -43,8 +70,8 @@ interface PageRequest {
  */
 export async function readPages(sql: Sql, requests: PageRequest[], limit: number): Promise<Page[]> {
   const wanted = JSON.stringify(requests.map((r, i) => ({ i, w: r.workflowId, k: r.key, f: r.from })));
-  const rows = await sql`
-    select r.i, s.status, b.closed as closed_before, e."offset", e.value, e.closed
+  const rows = whole(await sql`
+    select r.i, s.status, b.closed as closed_before, e."offset", e.value, e.closed, e.upto
     from json_to_recordset(${wanted}::text::json) as r(i int, w text, k text, f bigint)
     left join workflow_status s on s.workflow_id = r.w
     left join lateral (
@@ -53,12 +80,7 @@ export async function readPages(sql: Sql, requests: PageRequest[], limit: number
       order by "offset" desc
       limit 1
     ) b on true
-    left join lateral (
-      select "offset", value, closed from stream_entries
-      where workflow_id = r.w and key = r.k and "offset" >= r.f
-      order by "offset"
-      limit ${limit}
-    ) e on true`;
+    left join lateral (${entriesFrom(sql, sql`r.w`, sql`r.k`, sql`r.f`, limit)}) e on true`);
   const groups: Row[][] = requests.map(() => []);
   for (const row of rows) groups[row.i as number]!.push(row);
   return groups.map((group) => {
@@ -89,7 +111,9 @@ function toPage(rows: readonly Row[], limit: number): Page {
     }
     entries.push({ offset: row.offset as number, value: row.value });
   }
-  const full = rows.length === limit && !closed;
+  // Cut by count, or by size (the next entry would have passed MAX_PAGE_BYTES): read on at once.
+  const cutBySize = entries.length > 0 && Number(rows[entries.length - 1]!.upto) >= MAX_PAGE_BYTES;
+  const full = !closed && (rows.length === limit || cutBySize);
   if (!closed && !full && rows[0]!.status !== "PENDING") closed = true;
   return { found: true, entries, closed, full };
 }

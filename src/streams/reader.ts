@@ -2,7 +2,8 @@
 // then wait for a wake-up and read again, until the close. It holds at most one page
 // of entries (shared with the stream's other readers), so a slow consumer pages
 // through the table instead of buffering without bound.
-import { backoff, isConnectionError } from "../db/connect.js";
+import { isConnectionError } from "../db/connect.js";
+import { asPgtideError, backoff } from "../db/retry.js";
 import { WorkflowNotFoundError } from "../errors.js";
 import type { Entry, Page } from "./feed.js";
 import type { StreamFeeds } from "./feeds.js";
@@ -48,7 +49,7 @@ export async function* readEntries<T>(
         // Postgres went away under the read (or the driver replays such an error once on
         // the first query after it is back): wait, like the listener, and re-read from
         // `next`. A reader gives up only when its signal says so.
-        if (!isConnectionError(error)) throw error;
+        if (!isConnectionError(error)) throw asPgtideError("read stream", error);
         await backoff(failures++, signal);
         await notifier.ready(signal);
         continue;
@@ -56,6 +57,8 @@ export async function* readEntries<T>(
       failures = 0;
       if (!page.found) throw new WorkflowNotFoundError(workflowId);
       for (const entry of page.entries) {
+        // A page is in memory already: an abort must still stop it between two entries.
+        signal?.throwIfAborted();
         next = entry.offset + 1;
         yield entry as Entry<T>;
       }

@@ -1,45 +1,47 @@
 // What workflow code sees: steps, and writes to its streams.
 //
-// Exactly-once writes: each write gets its offset from a per-key counter held here, in
-// the order workflow code calls writeStream. Workflow code is deterministic, so a
-// recovered run replays the same writes at the same offsets, and the insert's ON
-// CONFLICT DO NOTHING stores nothing twice.
+// Exactly-once writes from workflow code. Each write (and close) that workflow code
+// makes to a stream gets a sequence number, 0, 1, 2, … in the order the code makes them,
+// which is stored with the entry (write_seq). Workflow code is deterministic, so a
+// recovered run makes the same writes in the same order: the ones whose number is
+// already stored are skipped, and the rest are appended after whatever the stream holds.
+// Offsets themselves are assigned at append time from the stream's head, so they stay
+// gap-free whatever ran concurrently (a step started before a write and awaited after
+// it, Promise.all of steps and writes): only the writes' order decides what is a replay.
 //
-// Writes from inside a step are at-least-once: a step interrupted by a crash runs again,
-// and its writes land after whatever the first attempt wrote. To make that so, a
-// recovered run re-reads the stream heads where a step's writes could have diverged
-// (first in-step write to a key, and after each step it executes), and every finished
-// step records the counters, which a replay of it restores.
+// Writes from inside a step are at-least-once: they carry no number, a step interrupted
+// by a crash runs again, and its writes land after whatever the first attempt wrote.
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { Sql } from "../db/connect.js";
-import { InvalidArgumentError, StreamClosedError, WorkflowCancelledError, WorkflowFinishedError } from "../errors.js";
+import { retrying } from "../db/retry.js";
+import {
+  InvalidArgumentError, NonDeterminismError, StreamClosedError, WorkflowCancelledError, WorkflowFinishedError,
+} from "../errors.js";
 import { encodeJson } from "../json.js";
-import type { StreamWriter } from "../streams/writer.js";
+import type { AppendOwner, StreamWriter } from "../streams/writer.js";
+import { MAX_TIMER_MS, sleep } from "../sleep.js";
 import { assertName, describe } from "../validate.js";
-import type { ErrorCodec, StoredError } from "./errorCodec.js";
-import { NonDeterminismError } from "../errors.js";
-import { getWorkflow, loadSteps, nextOffsets, saveStep, type StepRow } from "./store.js";
+import type { ErrorCodec } from "./errorCodec.js";
+import { checkProgress, type Progress } from "./progress.js";
 
-/** A progress entry, as `writeProgress` writes it and the CLI and the web page read it. */
-export interface Progress {
-  /** Units done so far: 0 ≤ done ≤ total. */
-  done: number;
-  /** Units in all. */
-  total: number;
-  /** What is being done, e.g. "download". */
-  label?: string;
-}
+export type { Progress } from "./progress.js";
+import { getWorkflow, loadSteps, saveStep, statusOf, type StepRow, type StreamState } from "./store.js";
 
 export interface StepOptions {
   /** Extra attempts after the first one throws. @default 0 */
   retries?: number;
-  /** Wait before the first retry; doubles each time. @default 100 */
+  /** Wait before the first retry; doubles each time (at most 2^31 − 1 ms). @default 100 */
   retryDelayMs?: number;
 }
 
 /** The handle a workflow function receives. */
 export interface WorkflowContext {
   readonly workflowId: string;
+  /**
+   * Aborted when this run ends early: the workflow was cancelled, the engine is closing,
+   * or Postgres stayed unreachable. Pass it to long calls (fetch, a model) in steps.
+   */
+  readonly signal: AbortSignal;
   /** Runs `fn` once: its result (or error) is stored, and a recovered run replays it. */
   step<T>(name: string, fn: () => Promise<T> | T, options?: StepOptions): Promise<T>;
   /** Appends a value to the stream `key`; resolves once it is durable. */
@@ -55,32 +57,63 @@ export interface ContextDeps {
   writer: StreamWriter;
   codec: ErrorCodec;
   maxValueBytes: number;
+  retryTimeoutMs: number;
+}
+
+/** What a recovered run starts from: the recorded steps and the state of each stream. */
+export interface Recovery {
+  steps: Map<number, StepRow>;
+  streams: Map<string, StreamState>;
 }
 
 const stepScope = new AsyncLocalStorage<RunContext>();
 
-export class RunContext implements WorkflowContext {
+export class RunContext implements WorkflowContext, AppendOwner {
   private stepCount = 0;
-  private offsets = new Map<string, number>();
-  private closedKeys = new Set<string>();
-  private syncedKeys = new Set<string>();
-  private inflight = new Set<Promise<unknown>>();
-  /** Set once the context may no longer act: finished, cancelled, engine closed, write lost. */
-  private endedBy: Error | undefined;
+  /** The offset each stream's next append takes. */
+  private readonly nextOffset = new Map<string, number>();
+  /** Writes and closes made by workflow code so far, per stream. */
+  private readonly codeWrites = new Map<string, number>();
+  /** Recovered: how many of those each stream already holds. */
+  private readonly storedWrites = new Map<string, number>();
+  /** Streams this run closed (from workflow code or a step). */
+  private readonly closedHere = new Set<string>();
+  /** Recovered: streams already closed in the table (by a step that will not run again). */
+  private readonly closedStored = new Set<string>();
+  private readonly recorded: Map<number, StepRow>;
+  private readonly inflight = new Set<Promise<unknown>>();
 
+  /** `controller` is the run's: aborting it (a cancel, the engine closing) ends the run. */
   constructor(
     private readonly deps: ContextDeps,
     readonly workflowId: string,
-    private readonly recorded: Map<number, StepRow>,
-    private readonly recovered: boolean,
-  ) {}
+    recovery: Recovery | undefined,
+    private readonly controller: AbortController,
+  ) {
+    this.recorded = recovery?.steps ?? new Map();
+    for (const [key, stream] of recovery?.streams ?? []) {
+      this.nextOffset.set(key, stream.nextOffset);
+      this.storedWrites.set(key, stream.storedWrites);
+      if (stream.closed) this.closedStored.add(key);
+    }
+  }
 
-  get endReason(): Error | undefined {
-    return this.endedBy;
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  /** Why the run may no longer act (finished, cancelled, engine closed, write lost), if it may not. */
+  get endReason(): unknown {
+    return this.controller.signal.aborted ? this.controller.signal.reason : undefined;
   }
 
   end(reason: Error): void {
-    this.endedBy ??= reason;
+    if (!this.controller.signal.aborted) this.controller.abort(reason);
+  }
+
+  /** The writer lost one of our appends: nothing after it may be written. */
+  lost(error: unknown): void {
+    this.end(error as Error);
   }
 
   /** Waits for every write this context started. */
@@ -91,13 +124,18 @@ export class RunContext implements WorkflowContext {
   async step<T>(name: string, fn: () => Promise<T> | T, options: StepOptions = {}): Promise<T> {
     assertName("step name", name);
     if (typeof fn !== "function") throw new InvalidArgumentError(`step "${name}" needs a function`);
+    if (typeof options !== "object" || options === null) {
+      throw new InvalidArgumentError(`step "${name}": options must be an object, got ${describe(options)}`);
+    }
     const retries = options.retries === undefined ? 0 : options.retries;
-    if (typeof retries !== "number" || !Number.isInteger(retries) || retries < 0) {
+    if (typeof retries !== "number" || !Number.isSafeInteger(retries) || retries < 0) {
       throw new InvalidArgumentError(`step "${name}": retries must be a non-negative integer, got ${describe(retries)}`);
     }
     const retryDelayMs = options.retryDelayMs === undefined ? 100 : options.retryDelayMs;
-    if (typeof retryDelayMs !== "number" || !Number.isFinite(retryDelayMs) || retryDelayMs < 0) {
-      throw new InvalidArgumentError(`step "${name}": retryDelayMs must be a non-negative number, got ${describe(retryDelayMs)}`);
+    if (typeof retryDelayMs !== "number" || !Number.isFinite(retryDelayMs) || retryDelayMs < 0 || retryDelayMs > MAX_TIMER_MS) {
+      throw new InvalidArgumentError(
+        `step "${name}": retryDelayMs must be a number from 0 to ${MAX_TIMER_MS}, got ${describe(retryDelayMs)}`,
+      );
     }
     this.assertActive();
     // A step inside a step is part of the outer one: at-least-once, not recorded.
@@ -107,10 +145,14 @@ export class RunContext implements WorkflowContext {
     const recorded = this.recorded.get(stepId);
     if (recorded) return this.replay<T>(stepId, name, recorded);
 
+    // A run that another process cancelled (or finished) starts no new step, even before
+    // it hears the notification.
+    await this.ensurePending();
     let output: T | undefined;
     let failure: unknown;
     let failed = false;
-    for (let attempt = 0, delay = retryDelayMs; ; attempt++, delay *= 2) {
+    for (let attempt = 0; ; attempt++) {
+      this.assertActive(); // no attempt starts once the run has ended
       try {
         output = await stepScope.run(this, fn);
         failed = false;
@@ -118,8 +160,8 @@ export class RunContext implements WorkflowContext {
       } catch (error) {
         failed = true;
         failure = error;
-        if (attempt >= retries || this.endedBy) break;
-        await new Promise((resolve) => setTimeout(resolve, delay));
+        if (attempt >= retries) break;
+        await sleep(retryDelayMs * 2 ** Math.min(attempt, 31), this.signal);
       }
     }
     this.assertActive();
@@ -133,15 +175,14 @@ export class RunContext implements WorkflowContext {
         failure = error;
       }
     }
-    if (this.recovered) await this.syncAll();
-    const stored: StoredError | null = failed ? this.deps.codec.encode(failure) : null;
-    const saved = await saveStep(
-      this.deps.sql, this.workflowId, stepId, name, outputJson, stored, this.snapshot(),
+    const encoded = failed ? this.deps.codec.encode(failure, `step "${name}"`) : undefined;
+    const saved = await this.db("save step", () =>
+      saveStep(this.deps.sql, this.workflowId, stepId, name, outputJson, encoded?.json ?? null),
     );
     // Not stored: the workflow left PENDING, or another run of it (a killed worker whose
     // session committed late) recorded this step first, and that record is the one to keep.
     if (!saved) return this.recordedElsewhere<T>(stepId, name);
-    if (failed) throw failure;
+    if (encoded) throw encoded.thrown;
     return output as T;
   }
 
@@ -149,9 +190,21 @@ export class RunContext implements WorkflowContext {
     try {
       assertName("stream key", key);
       this.assertActive();
-      if (this.closedKeys.has(key)) throw new StreamClosedError(this.workflowId, key);
+      const fromCode = stepScope.getStore() !== this;
+      if (this.closedHere.has(key) || (!fromCode && this.closedStored.has(key))) {
+        throw new StreamClosedError(this.workflowId, key);
+      }
       const json = encodeJson(value, `value written to stream "${key}"`, this.deps.maxValueBytes);
-      return this.append(key, json, false);
+      if (!fromCode) return this.append(key, json, false, null);
+      const seq = this.codeWrites.get(key) ?? 0;
+      if (seq < (this.storedWrites.get(key) ?? 0)) {
+        this.codeWrites.set(key, seq + 1);
+        return Promise.resolve(); // stored by an earlier run
+      }
+      // Closed by a step of an earlier run that this run replays (the first run threw here too).
+      if (this.closedStored.has(key)) throw new StreamClosedError(this.workflowId, key);
+      this.codeWrites.set(key, seq + 1);
+      return this.append(key, json, false, seq);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -169,33 +222,39 @@ export class RunContext implements WorkflowContext {
     try {
       assertName("stream key", key);
       this.assertActive();
-      if (this.closedKeys.has(key)) return Promise.resolve();
-      this.closedKeys.add(key);
-      return this.append(key, null, true);
+      const fromCode = stepScope.getStore() !== this;
+      if (this.closedHere.has(key)) return Promise.resolve();
+      if (!fromCode) {
+        if (this.closedStored.has(key)) return Promise.resolve();
+        this.closedHere.add(key);
+        return this.append(key, null, true, null);
+      }
+      this.closedHere.add(key);
+      const seq = this.codeWrites.get(key) ?? 0;
+      if (seq < (this.storedWrites.get(key) ?? 0)) {
+        this.codeWrites.set(key, seq + 1);
+        return Promise.resolve(); // closed by an earlier run
+      }
+      if (this.closedStored.has(key)) return Promise.resolve();
+      this.codeWrites.set(key, seq + 1);
+      return this.append(key, null, true, seq);
     } catch (error) {
       return Promise.reject(error);
     }
   }
 
-  private append(key: string, json: string | null, closed: boolean): Promise<void> {
-    const inStep = stepScope.getStore() === this;
-    const write =
-      inStep && this.recovered && !this.syncedKeys.has(key)
-        ? this.syncKey(key).then(() => this.send(key, json, closed))
-        : this.send(key, json, closed);
+  private append(key: string, json: string | null, closed: boolean, writeSeq: number | null): Promise<void> {
+    const offset = this.nextOffset.get(key) ?? 0;
+    this.nextOffset.set(key, offset + 1);
+    const write = this.deps.writer
+      .append({ workflowId: this.workflowId, key, offset, json, closed, writeSeq, owner: this })
+      .catch((error) => {
+        // A lost or refused write would leave a gap before every later offset: stop here.
+        this.end(error as Error);
+        throw error;
+      });
     this.inflight.add(write);
     return write.finally(() => this.inflight.delete(write));
-  }
-
-  private send(key: string, json: string | null, closed: boolean): Promise<void> {
-    this.assertActive();
-    const offset = this.offsets.get(key) ?? 0;
-    this.offsets.set(key, offset + 1);
-    return this.deps.writer.append({ workflowId: this.workflowId, key, offset, json, closed }).catch((error) => {
-      // A lost write would leave a gap before every later offset: stop here.
-      this.end(error as Error);
-      throw error;
-    });
   }
 
   private replay<T>(stepId: number, name: string, recorded: StepRow): T {
@@ -204,58 +263,41 @@ export class RunContext implements WorkflowContext {
         `workflow "${this.workflowId}" step #${stepId} was recorded as "${recorded.name}" but is now "${name}": workflow code must call its steps in the same order`,
       );
     }
-    for (const [key, next] of Object.entries(recorded.streamOffsets ?? {})) this.advance(key, next);
     if (recorded.error) throw this.deps.codec.decode(recorded.error);
     return recorded.output as T;
   }
 
-  private async syncKey(key: string): Promise<void> {
-    if (this.syncedKeys.has(key)) return;
-    const [row] = await this.deps.sql`
-      select max("offset") as m from stream_entries where workflow_id = ${this.workflowId} and key = ${key}`;
-    if (row?.m !== null && row?.m !== undefined) this.advance(key, (row.m as number) + 1);
-    this.syncedKeys.add(key);
+  private async ensurePending(): Promise<void> {
+    const status = await this.db("check workflow status", () => statusOf(this.deps.sql, this.workflowId));
+    if (status !== "PENDING") this.endBecause(status);
+    this.assertActive();
   }
 
-  private async syncAll(): Promise<void> {
-    for (const [key, next] of await nextOffsets(this.deps.sql, this.workflowId)) this.advance(key, next);
-  }
-
-  private advance(key: string, next: number): void {
-    if ((this.offsets.get(key) ?? 0) < next) this.offsets.set(key, next);
-  }
-
-  private snapshot(): Record<string, number> | null {
-    return this.offsets.size === 0 ? null : Object.fromEntries(this.offsets);
+  /** A database call of this run: retried through an outage; past it, the run ends. */
+  private async db<T>(what: string, call: () => Promise<T>): Promise<T> {
+    try {
+      return await retrying(what, this.deps.retryTimeoutMs, call, this.signal);
+    } catch (error) {
+      this.end(error as Error);
+      throw error;
+    }
   }
 
   private assertActive(): void {
-    if (this.endedBy) throw this.endedBy;
+    if (this.controller.signal.aborted) throw this.controller.signal.reason;
+  }
+
+  private endBecause(status: string): void {
+    this.end(status === "CANCELLED" ? new WorkflowCancelledError(this.workflowId) : new WorkflowFinishedError(this.workflowId, status));
   }
 
   private async recordedElsewhere<T>(stepId: number, name: string): Promise<T> {
-    const { status } = await getWorkflow(this.deps.sql, this.workflowId);
-    const recorded = status === "PENDING" ? (await loadSteps(this.deps.sql, this.workflowId, stepId)).get(stepId) : undefined;
+    const { status } = await this.db("load workflow", () => getWorkflow(this.deps.sql, this.workflowId));
+    const recorded = status === "PENDING"
+      ? (await this.db("load step", () => loadSteps(this.deps.sql, this.workflowId, stepId))).get(stepId)
+      : undefined;
     if (recorded) return this.replay<T>(stepId, name, recorded);
-    this.end(status === "CANCELLED" ? new WorkflowCancelledError(this.workflowId) : new WorkflowFinishedError(this.workflowId, status));
-    throw this.endedBy;
+    this.endBecause(status);
+    throw this.endReason;
   }
-}
-
-/** A copy of `progress` with only its known fields, or InvalidArgumentError naming the problem. */
-function checkProgress(progress: Progress): Progress {
-  if (typeof progress !== "object" || progress === null) {
-    throw new InvalidArgumentError(`progress must be an object { done, total, label? }, got ${describe(progress)}`);
-  }
-  const { done, total, label } = progress;
-  for (const [name, value] of [["done", done], ["total", total]] as const) {
-    if (typeof value !== "number" || !Number.isFinite(value) || value < 0) {
-      throw new InvalidArgumentError(`progress.${name} must be a finite non-negative number, got ${describe(value)}`);
-    }
-  }
-  if (done > total) throw new InvalidArgumentError(`progress.done (${done}) must not exceed progress.total (${total})`);
-  if (label !== undefined && typeof label !== "string") {
-    throw new InvalidArgumentError(`progress.label must be a string, got ${describe(label)}`);
-  }
-  return label === undefined ? { done, total } : { done, total, label };
 }

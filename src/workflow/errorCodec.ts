@@ -1,15 +1,36 @@
-// Errors thrown by steps and workflows are stored as JSON and rebuilt on replay as the
-// same class with the same message: built-in classes, pgtide's own, and any class the
-// user lists in `errorClasses`. An unknown class comes back as an Error with its name.
-import * as pgtideErrors from "../errors.js";
+// What a step or workflow throws is stored as JSON and thrown again on replay, so a
+// recovered run sees what the first run saw:
+// - an Error comes back as the same class (built-ins, pgtide's own, and the classes the
+//   user lists in `errorClasses`; an unknown class as an Error with its name), with its
+//   message, stack and JSON-representable own properties (e.g. `code`);
+// - any other thrown value that JSON represents faithfully (a string, a number, a plain
+//   object…) comes back as an equal value;
+// - what cannot be stored (a thrown undefined, function or Date; a message with a NUL
+//   character, which jsonb refuses; anything past maxValueBytes) is replaced, on the
+//   first run already, by a SerializationError that says so. Either way both runs agree.
 import type { ErrorClass } from "../config.js";
+import * as pgtideErrors from "../errors.js";
+import { SerializationError } from "../errors.js";
+import { encodeJson } from "../json.js";
+import { describe } from "../validate.js";
 
-export interface StoredError {
-  name: string;
-  message: string;
-  stack?: string;
-  /** Own enumerable properties that survive JSON (e.g. `code`). */
-  props?: Record<string, unknown>;
+export type StoredError =
+  | {
+      /** Absent for an Error (rows stored before 0.2 have no kind either). */
+      kind?: "error";
+      name: string;
+      message: string;
+      stack?: string;
+      /** Own enumerable properties that survive JSON (e.g. `code`). */
+      props?: Record<string, unknown>;
+    }
+  | { kind: "value"; value: unknown };
+
+/** A thrown value ready to store: its JSON, and what the current run throws now. */
+export interface EncodedError {
+  json: string;
+  /** The original when it is stored faithfully, else the SerializationError that replaces it. */
+  thrown: unknown;
 }
 
 const BUILTIN: ErrorClass[] = [Error, TypeError, RangeError, SyntaxError, ReferenceError, EvalError, URIError];
@@ -17,27 +38,28 @@ const BUILTIN: ErrorClass[] = [Error, TypeError, RangeError, SyntaxError, Refere
 export class ErrorCodec {
   private classes = new Map<string, ErrorClass>();
 
-  constructor(userClasses: ErrorClass[]) {
+  constructor(userClasses: ErrorClass[], private readonly maxBytes: number) {
     for (const c of BUILTIN) this.classes.set(c.name, c);
     for (const c of Object.values(pgtideErrors)) this.classes.set(c.name, c as ErrorClass);
     for (const c of userClasses) this.classes.set(c.name, c);
   }
 
-  encode(error: unknown): StoredError {
-    if (!(error instanceof Error)) return { name: "Error", message: `non-Error thrown: ${safeString(error)}` };
-    const props: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(error)) {
-      if (k === "name" || k === "message" || k === "stack") continue;
-      try {
-        props[k] = JSON.parse(JSON.stringify(v));
-      } catch {
-        // not JSON: dropped
-      }
+  /** `what` names the thrower in a refusal, e.g. `step "fetch"`. */
+  encode(thrown: unknown, what: string): EncodedError {
+    try {
+      return { json: this.store(thrown, what), thrown };
+    } catch (error) {
+      // A getter that throws, a Proxy…: what cannot be read cannot be stored either.
+      const refusal = error instanceof SerializationError
+        ? error
+        : new SerializationError(`${what} threw a value that could not be read as an error`);
+      // Our own short message, stored whatever maxValueBytes says: something must be.
+      return { json: JSON.stringify({ name: refusal.name, message: refusal.message }), thrown: refusal };
     }
-    return { name: error.name, message: error.message, stack: error.stack, props };
   }
 
-  decode(stored: StoredError): Error {
+  decode(stored: StoredError): unknown {
+    if (stored.kind === "value") return stored.value;
     const cls = this.classes.get(stored.name) ?? Error;
     const error = Object.create(cls.prototype) as Error;
     Object.defineProperty(error, "message", { value: stored.message, writable: true, configurable: true });
@@ -49,12 +71,43 @@ export class ErrorCodec {
     }
     return error;
   }
-}
 
-function safeString(value: unknown): string {
-  try {
-    return typeof value === "string" ? value : JSON.stringify(value) ?? String(value);
-  } catch {
-    return String(value);
+  /** The JSON to store, or SerializationError when the thrown value cannot be stored as it is. */
+  private store(thrown: unknown, what: string): string {
+    if (!(thrown instanceof Error)) {
+      if (typeof thrown !== "object" && typeof thrown !== "string" && typeof thrown !== "number" && typeof thrown !== "boolean") {
+        throw new SerializationError(`${what} threw ${describe(thrown)}, which JSON cannot represent: throw an Error instead`);
+      }
+      return encodeJson({ kind: "value", value: thrown }, `the value thrown by ${what}`, this.maxBytes);
+    }
+    const name = String(thrown.name);
+    const message = String(thrown.message);
+    const props: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(thrown)) {
+      if (k === "name" || k === "message" || k === "stack") continue;
+      try {
+        encodeJson(v, k, this.maxBytes);
+        props[k] = v;
+      } catch {
+        // Not faithful as JSON (a Date, a cause that is an Error…): left out, as JSON.stringify would.
+      }
+    }
+    const base = { name, message };
+    const stack = typeof thrown.stack === "string" ? thrown.stack : undefined;
+    // The stack is a debugging aid, then the extra properties: dropped first when they
+    // cannot be stored (too large, a NUL character); the name and message must be.
+    const attempts = [
+      ...(stack === undefined ? [] : [{ ...base, stack, props }]),
+      { ...base, props },
+      base,
+    ];
+    for (const attempt of attempts.slice(0, -1)) {
+      try {
+        return encodeJson(attempt, `the error thrown by ${what}`, this.maxBytes);
+      } catch {
+        // try with less
+      }
+    }
+    return encodeJson(base, `the error thrown by ${what}`, this.maxBytes);
   }
 }

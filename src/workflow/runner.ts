@@ -1,34 +1,42 @@
-// Runs one workflow function to its end and records the outcome. A workflow that was
-// cancelled, whose engine closed, or that lost Postgres stays as it is in the table
-// (CANCELLED, or PENDING for recovery to finish later).
-import { ConnectionError, EngineClosedError, WorkflowCancelledError, WorkflowFinishedError } from "../errors.js";
+// Runs one workflow function to its end and records the outcome. A run that was
+// cancelled, whose engine closed, or that lost Postgres leaves the workflow as it is in
+// the table (CANCELLED, or PENDING for a later launch() to finish): an outage is never
+// the workflow's outcome.
+import { retrying } from "../db/retry.js";
+import {
+  ConnectionError, EngineClosedError, WorkflowCancelledError, WorkflowFinishedError,
+} from "../errors.js";
 import { encodeJson } from "../json.js";
-import { retryWhileUnreachable } from "../db/connect.js";
-import type { StoredError } from "./errorCodec.js";
-import { RunContext, type ContextDeps, type WorkflowContext } from "./context.js";
-import { finishWorkflow, loadSteps } from "./store.js";
+import { RunContext, type ContextDeps, type Recovery, type WorkflowContext } from "./context.js";
+import { finishWorkflow, loadSteps, loadStreams } from "./store.js";
 
 export type WorkflowFunction<I, O> = (ctx: WorkflowContext, input: I) => Promise<O>;
 
-export interface RunnerDeps extends ContextDeps {
-  retryTimeoutMs: number;
-}
-
+/**
+ * Resolves when the run is over: finished, or abandoned because it was cancelled or the
+ * engine closed. Rejects with ConnectionError when Postgres stayed unreachable (the
+ * workflow stays PENDING), so the engine can report it.
+ */
 export async function runWorkflow(
-  deps: RunnerDeps,
+  deps: ContextDeps,
   fn: WorkflowFunction<unknown, unknown>,
   workflowId: string,
   input: unknown,
   recovered: boolean,
-  onContext: (ctx: RunContext) => void,
+  controller: AbortController,
 ): Promise<void> {
-  const steps = recovered ? await loadSteps(deps.sql, workflowId) : new Map();
-  const ctx = new RunContext(deps, workflowId, steps, recovered);
-  onContext(ctx);
+  const recovery: Recovery | undefined = recovered
+    ? await retrying("load workflow for recovery", deps.retryTimeoutMs, async () => ({
+        steps: await loadSteps(deps.sql, workflowId),
+        streams: await loadStreams(deps.sql, workflowId),
+      }), controller.signal).catch((error: unknown) => abandoned(controller, error))
+    : undefined;
+  if (controller.signal.aborted) return;
+  const ctx = new RunContext(deps, workflowId, recovery, controller);
 
   let status: "SUCCESS" | "ERROR";
   let outputJson: string | null = null;
-  let error: StoredError | null = null;
+  let errorJson: string | null = null;
   try {
     const output = await fn(ctx, input);
     await ctx.settle();
@@ -38,23 +46,29 @@ export async function runWorkflow(
   } catch (thrown) {
     await ctx.settle();
     const reason = ctx.endReason ?? thrown;
-    if (isAbandon(reason)) {
-      ctx.end(reason as Error);
-      return;
-    }
+    if (isAbandon(reason)) return abandoned(controller, reason);
     status = "ERROR";
-    error = deps.codec.encode(thrown);
+    errorJson = deps.codec.encode(thrown, `workflow "${workflowId}"`).json;
   }
   ctx.end(new WorkflowFinishedError(workflowId, status));
-  await retryWhileUnreachable("finish workflow", deps.retryTimeoutMs, () =>
-    finishWorkflow(deps.sql, workflowId, status, outputJson, error),
-  );
+  await retrying("finish workflow", deps.retryTimeoutMs, () =>
+    finishWorkflow(deps.sql, workflowId, status, outputJson, errorJson),
+  ).catch((error: unknown) => abandoned(controller, error));
+}
+
+/** Ends the run without an outcome; an outage is reported (rejected), the rest is quiet. */
+function abandoned(controller: AbortController, reason: unknown): undefined {
+  if (!controller.signal.aborted) controller.abort(reason);
+  if (reason instanceof ConnectionError) throw reason;
+  if (isAbandon(reason)) return undefined;
+  throw reason;
 }
 
 /** Outcomes that must not be recorded as the workflow's ERROR. */
 function isAbandon(error: unknown): boolean {
   return (
     error instanceof WorkflowCancelledError ||
+    error instanceof WorkflowFinishedError ||
     error instanceof EngineClosedError ||
     error instanceof ConnectionError
   );

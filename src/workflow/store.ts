@@ -1,5 +1,6 @@
 // The SQL that reads and writes workflow rows and step outputs.
 import type { Sql } from "../db/connect.js";
+import { whole } from "../db/rows.js";
 import { WorkflowNotFoundError } from "../errors.js";
 import type { StoredError } from "./errorCodec.js";
 
@@ -21,43 +22,63 @@ export interface StepRow {
   name: string;
   output: unknown;
   error: StoredError | null;
-  streamOffsets: Record<string, number> | null;
+}
+
+/** What a recovered run needs to know of one of its streams. */
+export interface StreamState {
+  /** The offset the next entry takes. */
+  nextOffset: number;
+  /** The stream's last entry is its close. */
+  closed: boolean;
+  /** How many of the workflow code's writes (and closes) of this stream are stored. */
+  storedWrites: number;
 }
 
 /** Inserts a PENDING workflow; returns false when the id already exists. */
 export async function insertWorkflow(
   sql: Sql, workflowId: string, name: string, executorId: string, inputJson: string | null,
-): Promise<{ created: boolean; existingName?: string }> {
-  const rows = await sql`
+): Promise<{ created: true } | { created: false; existing: { name: string; status: WorkflowStatus; executorId: string } }> {
+  const rows = whole(await sql`
     insert into workflow_status (workflow_id, name, status, executor_id, input)
     values (${workflowId}, ${name}, 'PENDING', ${executorId}, ${inputJson}::text::jsonb)
     on conflict (workflow_id) do nothing
-    returning workflow_id`;
+    returning workflow_id`);
   if (rows.length > 0) return { created: true };
-  const [existing] = await sql`select name from workflow_status where workflow_id = ${workflowId}`;
-  return { created: false, existingName: existing?.name as string };
+  const [existing] = whole(await sql`select name, status, executor_id from workflow_status where workflow_id = ${workflowId}`);
+  if (!existing) throw new WorkflowNotFoundError(workflowId); // deleted in between: not ours to run
+  return {
+    created: false,
+    existing: { name: existing.name as string, status: existing.status as WorkflowStatus, executorId: existing.executor_id as string },
+  };
 }
 
 export async function getWorkflow(sql: Sql, workflowId: string): Promise<WorkflowRow> {
-  const [row] = await sql`
+  const [row] = whole(await sql`
     select workflow_id, name, status, executor_id, output, output is null as no_output, error,
            created_at, updated_at
-    from workflow_status where workflow_id = ${workflowId}`;
+    from workflow_status where workflow_id = ${workflowId}`);
   if (!row) throw new WorkflowNotFoundError(workflowId);
   return toWorkflowRow(row);
+}
+
+/** The workflow's status alone (a run asks before each step it executes). */
+export async function statusOf(sql: Sql, workflowId: string): Promise<WorkflowStatus> {
+  const [row] = whole(await sql`select status from workflow_status where workflow_id = ${workflowId}`);
+  if (!row) throw new WorkflowNotFoundError(workflowId);
+  return row.status as WorkflowStatus;
 }
 
 export async function listWorkflows(
   sql: Sql, filter: { status?: WorkflowStatus; name?: string; limit: number },
 ): Promise<WorkflowRow[]> {
-  const rows = await sql`
+  const rows = whole(await sql`
     select workflow_id, name, status, executor_id, output, output is null as no_output, error,
            created_at, updated_at
     from workflow_status
     where (${filter.status ?? null}::text is null or status = ${filter.status ?? null})
       and (${filter.name ?? null}::text is null or name = ${filter.name ?? null})
     order by created_at desc, workflow_id
-    limit ${filter.limit}`;
+    limit ${filter.limit}`);
   return rows.map(toWorkflowRow);
 }
 
@@ -75,10 +96,10 @@ function toWorkflowRow(row: Record<string, unknown>): WorkflowRow {
 }
 
 export async function pendingWorkflows(sql: Sql, executorId: string) {
-  const rows = await sql`
+  const rows = whole(await sql`
     select workflow_id, name, input, input is null as no_input
     from workflow_status where executor_id = ${executorId} and status = 'PENDING'
-    order by created_at`;
+    order by created_at`);
   return rows.map((r) => ({
     workflowId: r.workflow_id as string,
     name: r.name as string,
@@ -88,15 +109,14 @@ export async function pendingWorkflows(sql: Sql, executorId: string) {
 
 /** Every recorded step of a workflow, or only `stepId`'s. */
 export async function loadSteps(sql: Sql, workflowId: string, stepId?: number): Promise<Map<number, StepRow>> {
-  const rows = await sql`
-    select step_id, name, output, output is null as no_output, error, stream_offsets
+  const rows = whole(await sql`
+    select step_id, name, output, output is null as no_output, error
     from step_outputs
-    where workflow_id = ${workflowId} and (${stepId ?? null}::int is null or step_id = ${stepId ?? null})`;
+    where workflow_id = ${workflowId} and (${stepId ?? null}::int is null or step_id = ${stepId ?? null})`);
   return new Map(rows.map((r) => [r.step_id as number, {
     name: r.name as string,
     output: r.no_output ? undefined : r.output,
     error: (r.error as StoredError | null) ?? null,
-    streamOffsets: (r.stream_offsets as Record<string, number> | null) ?? null,
   }]));
 }
 
@@ -106,16 +126,14 @@ export async function loadSteps(sql: Sql, workflowId: string, stepId?: number): 
  */
 export async function saveStep(
   sql: Sql, workflowId: string, stepId: number, name: string,
-  outputJson: string | null, error: StoredError | null, streamOffsets: Record<string, number> | null,
+  outputJson: string | null, errorJson: string | null,
 ): Promise<boolean> {
-  const rows = await sql`
-    insert into step_outputs (workflow_id, step_id, name, output, error, stream_offsets)
-    select ${workflowId}, ${stepId}, ${name}, ${outputJson}::text::jsonb,
-           ${error === null ? null : JSON.stringify(error)}::text::jsonb,
-           ${streamOffsets === null ? null : JSON.stringify(streamOffsets)}::text::jsonb
+  const rows = whole(await sql`
+    insert into step_outputs (workflow_id, step_id, name, output, error)
+    select ${workflowId}, ${stepId}, ${name}, ${outputJson}::text::jsonb, ${errorJson}::text::jsonb
     where exists (select 1 from workflow_status where workflow_id = ${workflowId} and status = 'PENDING')
     on conflict do nothing
-    returning step_id`;
+    returning step_id`);
   return rows.length > 0;
 }
 
@@ -143,10 +161,27 @@ function streamHeads(sql: Sql, workflowId: string) {
     where k.key is not null`;
 }
 
-/** Next free offset of each of the workflow's streams. */
-export async function nextOffsets(sql: Sql, workflowId: string): Promise<Map<string, number>> {
-  const rows = await streamHeads(sql, workflowId);
-  return new Map(rows.map((r) => [r.key as string, (r.offset as number) + 1]));
+/**
+ * Each stream's state, for a recovered run: its head, and how many of the workflow
+ * code's writes it holds. Those commit in the order they were made (one writer batch at
+ * a time, and a run stops at its first lost write), so the count is the last stored
+ * write_seq + 1, found by scanning back from the head past the entries written inside
+ * steps since then.
+ */
+export async function loadStreams(sql: Sql, workflowId: string): Promise<Map<string, StreamState>> {
+  const rows = whole(await sql`
+    select h.key, h."offset", h.closed, w.write_seq
+    from (${streamHeads(sql, workflowId)}) h
+    left join lateral (
+      select write_seq from stream_entries e
+      where e.workflow_id = ${workflowId} and e.key = h.key and e.write_seq is not null
+      order by "offset" desc limit 1
+    ) w on true`);
+  return new Map(rows.map((r) => [r.key as string, {
+    nextOffset: (r.offset as number) + 1,
+    closed: r.closed as boolean,
+    storedWrites: r.write_seq === null ? 0 : (r.write_seq as number) + 1,
+  }]));
 }
 
 /**
@@ -158,16 +193,16 @@ export async function nextOffsets(sql: Sql, workflowId: string): Promise<Map<str
  */
 export async function finishWorkflow(
   sql: Sql, workflowId: string, status: Exclude<WorkflowStatus, "PENDING">,
-  outputJson: string | null, error: StoredError | null,
+  outputJson: string | null, errorJson: string | null,
 ): Promise<boolean> {
   return sql.begin(async (tx) => {
-    const [row] = await tx`select status from workflow_status where workflow_id = ${workflowId} for update`;
+    const [row] = whole(await tx`select status from workflow_status where workflow_id = ${workflowId} for update`);
     if (!row) throw new WorkflowNotFoundError(workflowId);
     if (row.status !== "PENDING") return false;
     await tx`
       update workflow_status
       set status = ${status}, output = ${outputJson}::text::jsonb,
-          error = ${error === null ? null : JSON.stringify(error)}::text::jsonb, updated_at = now()
+          error = ${errorJson}::text::jsonb, updated_at = now()
       where workflow_id = ${workflowId}`;
     await tx`
       insert into stream_entries (workflow_id, key, "offset", value, closed)
