@@ -1,13 +1,14 @@
-// The web demo in headless Chromium (Debian's, driven by playwright-core): tokens arrive
-// in order, a reload mid-answer resumes it with no duplicate and no gap, a second tab
-// follows the same stream, the progress bars reach 100%. Saves docs/demo.png.
-import { existsSync } from "node:fs";
+// The web demo in headless Chromium (@sparticuz/chromium's, driven by playwright-core;
+// nothing from apt): tokens arrive in order, a reload mid-answer resumes it with no
+// duplicate and no gap, a second tab follows the same stream, the progress bars reach
+// 100%. Saves docs/demo.png.
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fakeAnswer } from "../examples/web/model.js";
 import { startDemoServer, type DemoServer } from "../examples/web/server.js";
+import { launchChromium } from "./support/chromium.js";
 import { openEngine } from "./support/engines.js";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
@@ -25,16 +26,10 @@ interface Seen {
 let demo: DemoServer;
 let browser: Browser;
 
-const CHROMIUM = "/usr/bin/chromium";
-
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM}: apt-get install chromium (as .ci/run does)`);
   const engine = await openEngine();
   demo = await startDemoServer({ engine, port: 0 });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
-  });
+  browser = await launchChromium();
 });
 
 afterAll(async () => {
