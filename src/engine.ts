@@ -147,7 +147,11 @@ export class Engine extends EventEmitter<EngineEvents> {
       onPayload: (payload) => this.onPayload(payload),
       onListen: (reconnected) => this.onListen(reconnected),
       // Losing Postgres while reconnecting is expected (and retried): not worth a console line.
-      onError: (error) => (isConnectionError(error) ? this.emitError(error) : this.report(error)),
+      onError: (error) => {
+        const wrapped = asPgtideError("listen for notifications", error);
+        if (isConnectionError(error)) this.emitError(wrapped);
+        else this.report(wrapped);
+      },
     });
   }
 

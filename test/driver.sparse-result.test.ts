@@ -75,3 +75,21 @@ async function waitUntil(check: () => Promise<boolean>, ms = 10_000): Promise<vo
     await new Promise((resolve) => setImmediate(resolve));
   }
 }
+
+describe("postgres.js after a connection closes under a query", () => {
+  it("ends at once: the failed query is not left waiting on the closed connection", async () => {
+    const sql = oneConnection();
+    const [{ pid }] = (await sql`select pg_backend_pid() as pid`) as unknown as [{ pid: number }];
+    const sleeping = sql`select pg_sleep(30)`.then(() => undefined, (error: unknown) => error);
+    await waitUntil(async () => {
+      const [row] = await admin`select wait_event from pg_stat_activity where pid = ${pid}`;
+      return row?.wait_event === "PgSleep";
+    });
+    await admin`select pg_terminate_backend(${pid})`;
+    expect(await sleeping).toMatchObject({ code: expect.stringMatching(/57P01|CONNECTION_CLOSED/) });
+    // end() used to wait for that query until its timeout (here 5 s) destroyed the connection.
+    const started = Date.now();
+    await sql.end({ timeout: 5 });
+    expect(Date.now() - started).toBeLessThan(2000);
+  });
+});

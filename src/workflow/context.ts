@@ -121,7 +121,31 @@ export class RunContext implements WorkflowContext, AppendOwner {
     while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
   }
 
-  async step<T>(name: string, fn: () => Promise<T> | T, options: StepOptions = {}): Promise<T> {
+  // Every promise handed to workflow code is marked handled: when a run is abandoned
+  // (cancelled, engine closed) while the code holds a step or write it has not awaited
+  // yet (`const p = ctx.step(…)` … `await p`), its rejection must not become an unhandled
+  // rejection that takes the process down. Code that awaits still gets it.
+  step<T>(name: string, fn: () => Promise<T> | T, options: StepOptions = {}): Promise<T> {
+    return handled(this.runStep(name, fn, options));
+  }
+
+  writeStream<T>(key: string, value: T): Promise<void> {
+    return handled(this.write(key, value));
+  }
+
+  writeProgress(key: string, progress: Progress): Promise<void> {
+    try {
+      return this.writeStream<Progress>(key, checkProgress(progress));
+    } catch (error) {
+      return handled(Promise.reject(error));
+    }
+  }
+
+  closeStream(key: string): Promise<void> {
+    return handled(this.close(key));
+  }
+
+  private async runStep<T>(name: string, fn: () => Promise<T> | T, options: StepOptions): Promise<T> {
     assertName("step name", name);
     if (typeof fn !== "function") throw new InvalidArgumentError(`step "${name}" needs a function`);
     if (typeof options !== "object" || options === null) {
@@ -186,7 +210,7 @@ export class RunContext implements WorkflowContext, AppendOwner {
     return output as T;
   }
 
-  writeStream<T>(key: string, value: T): Promise<void> {
+  private write(key: string, value: unknown): Promise<void> {
     try {
       assertName("stream key", key);
       this.assertActive();
@@ -210,15 +234,7 @@ export class RunContext implements WorkflowContext, AppendOwner {
     }
   }
 
-  writeProgress(key: string, progress: Progress): Promise<void> {
-    try {
-      return this.writeStream<Progress>(key, checkProgress(progress));
-    } catch (error) {
-      return Promise.reject(error);
-    }
-  }
-
-  closeStream(key: string): Promise<void> {
+  private close(key: string): Promise<void> {
     try {
       assertName("stream key", key);
       this.assertActive();
@@ -300,4 +316,9 @@ export class RunContext implements WorkflowContext, AppendOwner {
     this.endBecause(status);
     throw this.endReason;
   }
+}
+
+function handled<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(() => {});
+  return promise;
 }
