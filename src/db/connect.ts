@@ -46,14 +46,13 @@ export function applicationName(schema: string, role: ConnectOptions["role"]): s
  * the connection (class 08, resets, timeouts), a server starting or stopping (57P0x),
  * out of resources (class 53: too many connections, disk or memory full), a transaction
  * that lost a race (40001, 40P01), a lock or statement timeout (55P03, 57014), a
- * read-only server during a failover (25006), a result broken by a dropped connection
- * (BROKEN_RESULT, see rows.ts), and no answer within the call's bound (NO_ANSWER, see
- * retry.ts). Running the same idempotent statement again is the cure.
+ * read-only server during a failover (25006), and a result broken by a dropped connection
+ * (BROKEN_RESULT, see rows.ts). Running the same idempotent statement again is the cure.
  */
 const TRANSIENT_CODES = new Set([
   "ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN",
   // Not CONNECTION_ENDED / CONNECTION_DESTROYED: those mean we closed the pool ourselves.
-  "CONNECTION_CLOSED", "CONNECT_TIMEOUT", "BROKEN_RESULT", "NO_ANSWER",
+  "CONNECTION_CLOSED", "CONNECT_TIMEOUT", "BROKEN_RESULT",
   "57P01", // admin_shutdown
   "57P02", // crash_shutdown
   "57P03", // cannot_connect_now (starting up or shutting down)

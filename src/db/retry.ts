@@ -4,7 +4,7 @@
 // `timeoutMs` has passed; then the call rejects with ConnectionError. Whatever else the
 // driver throws leaves here as a PgtideError too: the caller never sees a raw one.
 import { ConnectionError, DatabaseError, EngineClosedError, PgtideError } from "../errors.js";
-import { MAX_TIMER_MS, sleep } from "../sleep.js";
+import { sleep } from "../sleep.js";
 import { isConnectionError } from "./connect.js";
 
 /** The longest pause between two attempts. */
@@ -28,7 +28,7 @@ export async function retrying<T>(what: string, timeoutMs: number, call: () => P
   const deadline = Date.now() + timeoutMs;
   for (let failures = 0; ; failures++) {
     try {
-      return await answerBy(deadline, call());
+      return await call();
     } catch (error) {
       if (!isConnectionError(error)) throw asPgtideError(what, error);
       const left = deadline - Date.now();
@@ -53,29 +53,6 @@ export function asPgtideError(what: string, error: unknown): unknown {
   if (code === "CONNECTION_ENDED" || code === "CONNECTION_DESTROYED") return new EngineClosedError();
   if (isConnectionError(error)) return new ConnectionError(`${what}: ${messageOf(error)}`, error);
   return new DatabaseError(`${what}: Postgres refused it (${code}: ${messageOf(error)})`, error);
-}
-
-/**
- * The call's answer, or a transient NO_ANSWER failure at the deadline. postgres.js waits
- * without end for a connection when the server accepts TCP and hangs up at once (a
- * proxy or load balancer with no backend behind it): no call may wait past its bound.
- * The abandoned attempt is left to finish or fail on its own; every call is idempotent.
- */
-function answerBy<T>(deadline: number, attempt: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new NoAnswerError()), Math.max(0, Math.min(deadline - Date.now(), MAX_TIMER_MS)));
-  });
-  attempt.catch(() => {}); // an abandoned attempt that fails later is nobody's rejection
-  return Promise.race([attempt, late]).finally(() => clearTimeout(timer));
-}
-
-class NoAnswerError extends Error {
-  readonly code = "NO_ANSWER";
-  constructor() {
-    super("no answer from Postgres");
-    this.name = "NoAnswerError";
-  }
 }
 
 function messageOf(error: unknown): string {
