@@ -1,4 +1,6 @@
 // Engine options, their defaults, and the one place they are checked and resolved.
+import { databaseUrlProblem } from "./db/databaseUrl.js";
+import { redactUrl } from "./db/redact.js";
 import { InvalidArgumentError } from "./errors.js";
 import { assertName, assertOptionalPositive, assertSchemaName, describe } from "./validate.js";
 
@@ -52,9 +54,7 @@ export function resolveOptions(options: EngineOptions = {}): ResolvedOptions {
     if (value === null) throw new InvalidArgumentError(`option "${name}" must not be null (leave it out for the default)`);
   }
   const databaseUrl = options.databaseUrl ?? (process.env.DATABASE_URL || undefined);
-  if (databaseUrl !== undefined && (typeof databaseUrl !== "string" || !/^postgres(ql)?:\/\//.test(databaseUrl))) {
-    throw new InvalidArgumentError(`databaseUrl must be a postgres:// URL, got ${describe(databaseUrl)}`);
-  }
+  if (databaseUrl !== undefined) assertDatabaseUrl(databaseUrl);
   const schema = options.schema ?? "pgtide";
   assertSchemaName(schema);
   const executorId = options.executorId ?? "local";
@@ -84,6 +84,15 @@ export function resolveOptions(options: EngineOptions = {}): ResolvedOptions {
     heartbeatMs: options.heartbeatMs ?? 5000,
     retryTimeoutMs: options.retryTimeoutMs ?? 30_000,
   };
+}
+
+/** A URL postgres.js accepts; the message shows it with its passwords hidden (redactUrl). */
+function assertDatabaseUrl(url: unknown): asserts url is string {
+  if (typeof url !== "string") {
+    throw new InvalidArgumentError(`databaseUrl must be a postgres:// URL, got ${describe(url)}`);
+  }
+  const problem = databaseUrlProblem(url);
+  if (problem) throw new InvalidArgumentError(`databaseUrl ${problem}, got ${redactUrl(url)}`);
 }
 
 /** The NOTIFY channel of a schema: distinct per schema, so engines never hear each other. */

@@ -77,14 +77,3 @@ export async function write(stream: NodeJS.WritableStream, text: string): Promis
     stream.on("error", done);
   });
 }
-
-/** A URL fit for messages: the password removed. */
-export function redact(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = "";
-    return parsed.toString();
-  } catch {
-    return "(an unparsable URL)";
-  }
-}

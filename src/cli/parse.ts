@@ -1,5 +1,7 @@
 // Checks on command-line values, reported as usage errors.
-import { UsageError, redact, type OptionValues } from "./command.js";
+import { databaseUrlProblem } from "../db/databaseUrl.js";
+import { redactUrl } from "../db/redact.js";
+import { UsageError, type OptionValues } from "./command.js";
 
 /** A non-negative integer option, or undefined when absent. */
 export function parseCount(name: string, value: string | boolean | undefined): number | undefined {
@@ -17,6 +19,8 @@ export function databaseUrlOf(values: OptionValues, env: NodeJS.ProcessEnv): str
         "(the web demo prints the URL of its embedded Postgres when it starts)",
     );
   }
-  if (!/^postgres(ql)?:\/\//.test(url)) throw new UsageError(`--database-url must be a postgres:// URL, got ${redact(url)}`);
+  // Checked here, not by the driver: its parse error would carry the whole URL, password and all.
+  const problem = databaseUrlProblem(url);
+  if (problem) throw new UsageError(`${values["database-url"] ? "--database-url" : "DATABASE_URL"} ${problem}, got ${redactUrl(url)}`);
   return url;
 }

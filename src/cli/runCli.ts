@@ -5,7 +5,8 @@ import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import type { Engine } from "../engine.js";
 import { PgtideError, WorkflowNotFoundError } from "../errors.js";
-import { CliError, EXIT, GLOBAL_HELP, GLOBAL_OPTIONS, UsageError, redact, write, type Command, type Io } from "./command.js";
+import { redactSecrets, redactUrl } from "../db/redact.js";
+import { CliError, EXIT, GLOBAL_HELP, GLOBAL_OPTIONS, UsageError, write, type Command, type Io } from "./command.js";
 import { list } from "./list.js";
 import { databaseUrlOf } from "./parse.js";
 import { progress } from "./progress.js";
@@ -39,6 +40,8 @@ export async function runCli(argv: string[], io: Io, signal?: AbortSignal): Prom
   io.stdout.on("error", onStdoutError);
 
   let command: Command | undefined;
+  // The URLs whose passwords no message may show: DATABASE_URL, then --database-url.
+  const urls: (string | undefined)[] = [io.env.DATABASE_URL];
   try {
     const [name, ...rest] = argv;
     if (name === undefined || name === "--help" || name === "-h" || (name === "help" && rest.length === 0)) {
@@ -56,17 +59,18 @@ export async function runCli(argv: string[], io: Io, signal?: AbortSignal): Prom
     }
     command = find(name);
     const { values, positionals } = parse(command, rest);
+    urls.push(values["database-url"] as string | undefined);
     if (values.help) {
       await write(io.stdout, `${command.help}\n`);
       return EXIT.ok;
     }
-    const url = databaseUrlOf(values, io.env);
+    const databaseUrl = databaseUrlOf(values, io.env);
     const open = async () => {
       // Loaded only here: --help and usage errors answer without loading the engine.
       const { openEngine } = await import("./connect.js");
-      engine = await openEngine(url, values.schema as string);
+      engine = await openEngine(databaseUrl, values.schema as string);
       engine.on("error", (error) => {
-        stop.abort(new CliError(`lost the connection to Postgres at ${redact(url)}: ${(error as Error).message ?? error}`));
+        stop.abort(new CliError(`lost the connection to Postgres at ${redactUrl(databaseUrl)}: ${(error as Error)?.message ?? String(error)}`));
       });
       return engine;
     };
@@ -75,14 +79,14 @@ export async function runCli(argv: string[], io: Io, signal?: AbortSignal): Prom
     } catch (error) {
       // Say where we looked: a wrong --schema or URL is the usual reason.
       if (error instanceof WorkflowNotFoundError) {
-        throw new CliError(`${error.message} in schema "${values.schema as string}" at ${redact(url)}`);
+        throw new CliError(`${error.message} in schema "${values.schema as string}" at ${redactUrl(databaseUrl)}`);
       }
       throw error;
     }
   } catch (error) {
     // An aborted read rejects with the abort's reason: report why we stopped.
     const reason = stop.signal.aborted ? stop.signal.reason : error;
-    return report(reason, command, io);
+    return report(reason, command, io, urls);
   } finally {
     signal?.removeEventListener("abort", onInterrupt);
     io.stdout.off("error", onStdoutError);
@@ -114,7 +118,9 @@ function parse(command: Command, args: string[]) {
   return { values: values as Record<string, string | boolean | undefined>, positionals };
 }
 
-async function report(error: unknown, command: Command | undefined, io: Io): Promise<number> {
+/** Every message goes through redactSecrets: whatever a driver, a usage error or an
+ * echoed argument says, no password of the URL, PGPASSWORD or any URL in it is printed. */
+async function report(error: unknown, command: Command | undefined, io: Io, urls: (string | undefined)[]): Promise<number> {
   let code: number = EXIT.failed;
   let message: string;
   if (error instanceof CliError) {
@@ -130,7 +136,7 @@ async function report(error: unknown, command: Command | undefined, io: Io): Pro
   } else {
     message = error instanceof Error ? error.message : String(error);
   }
-  if (message) await write(io.stderr, `pgtide: ${message}\n`);
+  if (message) await write(io.stderr, `pgtide: ${redactSecrets(message, urls, io.env)}\n`);
   return code;
 }
 
