@@ -272,10 +272,11 @@ describe("refusals", () => {
       if (bad !== " 1") {
         const byHeader = await fetch(url(workflowId, "s"), { headers: { "Last-Event-ID": bad } });
         expect(byHeader.status, `Last-Event-ID ${JSON.stringify(bad)}`).toBe(400);
-        expect(await byHeader.text()).toMatch(/Last-Event-ID must be a non-negative integer offset/);
+        expect(await byHeader.text()).toMatch(/^Last-Event-ID must be an integer from 0 to 9007199254740990 /);
       }
       const byQuery = await fetch(url(workflowId, "s", `?lastEventId=${encodeURIComponent(bad)}`));
       expect(byQuery.status, `lastEventId ${JSON.stringify(bad)}`).toBe(400);
+      expect(await byQuery.text()).toMatch(/^lastEventId must be an integer from 0 to 9007199254740990 /);
     }
     const format = await fetch(url(workflowId, "s", "?format=xml"));
     expect(format.status).toBe(400);

@@ -13,10 +13,10 @@ export interface RangeBody {
 }
 
 export async function rangeResponse(
-  engine: Engine, request: Request, workflowId: string, key: string, from: number, to: number | undefined,
+  engine: Engine, request: Request, signal: AbortSignal, workflowId: string, key: string, from: number, to: number | undefined,
 ): Promise<Response> {
   // Reads to the end of what is stored and keeps the range: readStream has no upper bound.
-  const { values, closed } = await engine.readStream(workflowId, key, { fromOffset: from, wait: false, signal: request.signal });
+  const { values, closed } = await engine.readStream(workflowId, key, { fromOffset: from, wait: false, signal });
   const kept = to === undefined ? values : values.slice(0, Math.max(0, to - from));
   const body: RangeBody = {
     entries: kept.map((value, i) => ({ offset: from + i, value })),

@@ -1,6 +1,7 @@
 // The body of a Server-Sent Events response: one event per entry, a comment line as a
 // heartbeat, `event: close` at the end. Pulled one entry at a time, so a slow client
 // holds back its reader (which pages through the table) instead of filling memory.
+import { EngineClosedError } from "../errors.js";
 import type { Entry as StreamEntry } from "../streams/feed.js";
 
 const encoder = new TextEncoder();
@@ -10,7 +11,8 @@ const CLOSE = encoder.encode("event: close\ndata:\n\n");
 
 /**
  * `stop` is aborted when the body ends for any reason; `signal` (which includes `stop`)
- * aborts the reader and ends the body. Either way the reader is freed at once.
+ * aborts the reader and ends the body. Either way the reader is freed at once. A reader
+ * ended by the engine closing ends the body without the close event.
  */
 export function sseBody(
   entries: AsyncGenerator<StreamEntry, void, undefined>,
@@ -45,7 +47,11 @@ export function sseBody(
       try {
         next = await entries.next();
       } catch (error) {
-        if (finish()) controller.error(error); // else the client left and the abort ended the read
+        if (!finish()) return; // the client left and the abort ended the read
+        // The engine is closing (a deploy, a shutdown): end the body without `event: close`,
+        // so the client (EventSource) reconnects, to this server or another. Not a failure.
+        if (error instanceof EngineClosedError) controller.close();
+        else controller.error(error);
         return;
       }
       if (finished) return;

@@ -3,6 +3,7 @@
 // aborted and the response body cancelled, so a stream's reader is freed at once.
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
 import { Readable } from "node:stream";
+import { describe } from "../validate.js";
 
 export type FetchHandler = (request: Request) => Response | Promise<Response>;
 
@@ -30,13 +31,16 @@ async function serve(handler: FetchHandler, req: IncomingMessage, res: ServerRes
   try {
     request = toRequest(req, disconnect.signal);
   } catch (error) {
-    res.writeHead(400, { "content-type": "text/plain; charset=utf-8" }).end(`${(error as Error).message}\n`);
+    // Only the client's request can fail here (its Host, target or method).
+    const message = error instanceof Error ? error.message : String(error);
+    res.writeHead(400, { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" }).end(`${message}\n`);
     return;
   }
 
   let response: Response;
   try {
     response = await handler(request);
+    if (!(response instanceof Response)) throw new TypeError(`the handler must return a Response, got ${describe(response)}`);
   } catch (error) {
     if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain; charset=utf-8" }).end("internal server error\n");
     throw error;
@@ -44,9 +48,37 @@ async function serve(handler: FetchHandler, req: IncomingMessage, res: ServerRes
   await send(response, req.method === "HEAD", res, disconnect.signal);
 }
 
+// A Host is a host (reg-name, IPv4, [IP-literal]) and an optional port, in these characters
+// (RFC 9110 7.2, RFC 3986 3.2.2); the URL parser checks the rest. Anything else (a path, a
+// query, userinfo, spaces) is a 400, which RFC 9112 3.2 asks for.
+const HOST = /^[A-Za-z0-9\-._~%!$&'()*+,;=:[\]]+$/;
+
 function toRequest(req: IncomingMessage, signal: AbortSignal): Request {
   const scheme = (req.socket as { encrypted?: boolean }).encrypted ? "https" : "http";
-  const url = new URL(req.url ?? "/", `${scheme}://${req.headers.host ?? "localhost"}`);
+  let hosts = 0;
+  for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i]!.toLowerCase() === "host") hosts++;
+  if (hosts > 1) throw new Error("more than one Host header");
+  // HTTP/1.0 may send none, and HTTP/1.1 an empty one (node:http refuses a missing one).
+  const host = req.headers.host || "localhost";
+  let origin: URL | undefined;
+  if (HOST.test(host)) {
+    try {
+      origin = new URL(`${scheme}://${host}`);
+    } catch {
+      // below
+    }
+  }
+  if (!origin) throw new Error(`malformed Host header ${describe(host)}`);
+  const target = req.url ?? "/";
+  let url: URL;
+  try {
+    // An origin-form target is a path, even one starting with "//" (not another host);
+    // an absolute-form one names its own host; "*" (OPTIONS) is the origin's.
+    url = target.startsWith("/") ? new URL(`${origin.origin}${target}`) : new URL(target, origin);
+  } catch {
+    throw new Error(`malformed request target ${describe(target)}`);
+  }
+  if (url.username || url.password) throw new Error("a request target must not hold credentials");
   const headers = new Headers();
   for (let i = 0; i < req.rawHeaders.length; i += 2) {
     const name = req.rawHeaders[i]!;

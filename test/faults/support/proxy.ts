@@ -2,8 +2,19 @@
 // closing them: a half-open path, as after a NAT timeout or a cable pulled between two
 // hops. A blackholed connection drops every byte in both directions while both sockets
 // stay open; connections made afterwards are forwarded as usual. It can also hold new
-// connections of one kind at the door (a slow reconnect) until released.
+// connections of one kind at the door (a slow reconnect) until released, or cut every
+// connection and fail new ones (an outage: Postgres stopped, or a network partition).
 import net from "node:net";
+
+export type Outage = "refuse" | "reset" | "starting";
+
+/** What Postgres answers a startup message with while it starts up: ErrorResponse FATAL 57P03. */
+const STARTING_UP = (() => {
+  const fields = Buffer.from("SFATAL\0VFATAL\0C57P03\0Mthe database system is starting up\0\0", "utf8");
+  const length = Buffer.alloc(4);
+  length.writeInt32BE(fields.length + 4);
+  return Buffer.concat([Buffer.from("E"), length, fields]);
+})();
 
 export interface ProxiedConnection {
   readonly id: number;
@@ -32,6 +43,10 @@ export class PausableProxy {
   private onStalled: (() => void) | undefined;
   /** Bytes dropped by blackholed connections. */
   dropped = 0;
+  private outage: Outage | undefined;
+  /** application_name of each connection turned away at the door during a "reset" or "starting" outage, in order. */
+  readonly refused: string[] = [];
+  private refusedWaiters: { done: () => boolean; resolve: () => void }[] = [];
 
   private constructor(private readonly server: net.Server, readonly port: number) {}
 
@@ -99,12 +114,66 @@ export class PausableProxy {
     }
   }
 
+  /**
+   * An outage: every open connection is destroyed, and new ones fail until `heal()`.
+   * "refuse" stops listening, so a connection attempt meets ECONNREFUSED (Postgres
+   * stopped). "reset" accepts a new connection, reads its startup message (recorded in
+   * `refused`) and hangs up (a proxy or load balancer with nothing behind it). "starting"
+   * answers the startup message as a Postgres that is starting up does (FATAL 57P03).
+   */
+  async cut(mode: Outage = "reset"): Promise<void> {
+    this.outage = mode;
+    for (const c of this.connections) {
+      c.client.destroy();
+      c.upstream.destroy();
+    }
+    if (mode === "refuse" && this.server.listening) await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  /** Ends the outage: new connections are forwarded again, on the same port. */
+  async heal(): Promise<void> {
+    this.outage = undefined;
+    if (this.server.listening) return;
+    await new Promise<void>((resolve, reject) => {
+      this.server.once("error", reject);
+      this.server.listen(this.port, "127.0.0.1", () => {
+        this.server.off("error", reject);
+        resolve();
+      });
+    });
+  }
+
+  /** Resolves once `count` connections that match have been turned away during "reset" or "starting" outages. */
+  refusedAtLeast(count: number, match: (applicationName: string) => boolean = () => true): Promise<void> {
+    const done = () => this.refused.filter(match).length >= count;
+    if (done()) return Promise.resolve();
+    return new Promise((resolve) => this.refusedWaiters.push({ done, resolve }));
+  }
+
   async close(): Promise<void> {
     for (const c of this.connections) {
       c.client.destroy();
       c.upstream.destroy();
     }
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    if (this.server.listening) await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private refuse(client: net.Socket, mode: Outage): void {
+    let bytes = Buffer.alloc(0);
+    client.on("error", () => {});
+    client.on("data", (chunk: Buffer) => {
+      bytes = Buffer.concat([bytes, chunk]);
+      const name = startupApplicationName(bytes);
+      if (name === undefined) return;
+      if (mode === "starting") client.end(STARTING_UP);
+      else client.destroy();
+      this.refused.push(name);
+      this.refusedWaiters = this.refusedWaiters.filter((w) => {
+        if (!w.done()) return true;
+        w.resolve();
+        return false;
+      });
+    });
   }
 
   private forwardWaiting(c: Connection): void {
@@ -115,6 +184,7 @@ export class PausableProxy {
   }
 
   private accept(client: net.Socket, target: { host: string; port: number }): void {
+    if (this.outage) return this.refuse(client, this.outage);
     const upstream = net.connect(target.port, target.host);
     const c: Connection = {
       id: this.nextId++, applicationName: undefined, blackholed: false, client, upstream, waiting: [], stalled: undefined,
