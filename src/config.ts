@@ -2,7 +2,8 @@
 import { databaseUrlProblem } from "./db/databaseUrl.js";
 import { redactUrl } from "./db/redact.js";
 import { InvalidArgumentError } from "./errors.js";
-import { assertName, assertOptionalPositive, assertSchemaName, describe } from "./validate.js";
+import { MAX_TIMER_MS } from "./sleep.js";
+import { assertName, assertSchemaName, describe } from "./validate.js";
 
 export type ErrorClass = new (...args: never[]) => Error;
 
@@ -15,15 +16,15 @@ export interface EngineOptions {
   executorId?: string;
   /** Data directory of the embedded Postgres. @default ".pgtide/pgdata" */
   dataDir?: string;
-  /** Query connections (the listener has one more of its own). @default 2 */
+  /** Query connections (the listener has one more of its own), 1–1000. @default 2 */
   poolSize?: number;
-  /** Largest stream value, step output or workflow input/output, as JSON bytes. @default 1048576 */
+  /** Largest stream value, step output or workflow input/output, as JSON bytes (at most 64 MiB). @default 1048576 */
   maxValueBytes?: number;
   /** Error classes to rebuild when a stored step or workflow error is replayed. @default [] */
   errorClasses?: ErrorClass[];
-  /** How often the listener checks that its LISTEN is alive, and how long the check may take. @default 5000 */
+  /** How often the listener checks that its LISTEN is alive, and how long the check may take (≥ 100). @default 5000 */
   heartbeatMs?: number;
-  /** How long a write keeps retrying while Postgres is unreachable before it rejects. @default 30000 */
+  /** How long a call keeps retrying while Postgres is unreachable before it rejects with ConnectionError. @default 30000 */
   retryTimeoutMs?: number;
 }
 
@@ -44,6 +45,27 @@ const KNOWN = new Set([
   "maxValueBytes", "errorClasses", "heartbeatMs", "retryTimeoutMs",
 ]);
 
+/**
+ * Whole numbers only, within these bounds. The times are timers, and Node fires a timer
+ * set past 2^31 − 1 ms after 1 ms instead (a heartbeat every millisecond); a heartbeat
+ * under 100 ms would take the listener down for a slow answer. A value must fit in one
+ * query parameter and one reader page with room to spare: 64 MiB (jsonb's own ceiling is
+ * 255 MiB, V8's longest string ~512 M characters).
+ */
+const RANGES = {
+  poolSize: [1, 1000],
+  maxValueBytes: [1, 64 * 1024 * 1024],
+  heartbeatMs: [100, MAX_TIMER_MS],
+  retryTimeoutMs: [1, MAX_TIMER_MS],
+} as const;
+
+function assertOptionalInRange(name: string, value: unknown, min: number, max: number): void {
+  if (value === undefined) return;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
+    throw new InvalidArgumentError(`${name} must be a whole number from ${min} to ${max}, got ${describe(value)}`);
+  }
+}
+
 export function resolveOptions(options: EngineOptions = {}): ResolvedOptions {
   if (typeof options !== "object" || options === null) {
     throw new InvalidArgumentError(`Engine.open options must be an object, got ${describe(options)}`);
@@ -60,14 +82,11 @@ export function resolveOptions(options: EngineOptions = {}): ResolvedOptions {
   const executorId = options.executorId ?? "local";
   assertName("executorId", executorId);
   const dataDir = options.dataDir ?? ".pgtide/pgdata";
-  if (typeof dataDir !== "string" || dataDir === "") {
-    throw new InvalidArgumentError(`dataDir must be a non-empty path, got ${describe(dataDir)}`);
+  if (typeof dataDir !== "string" || dataDir === "" || dataDir.includes("\u0000")) {
+    throw new InvalidArgumentError(`dataDir must be a non-empty path without NUL characters, got ${describe(dataDir)}`);
   }
-  for (const name of ["poolSize", "maxValueBytes", "heartbeatMs", "retryTimeoutMs"] as const) {
-    assertOptionalPositive(name, options[name]);
-  }
-  if (options.poolSize !== undefined && !Number.isInteger(options.poolSize)) {
-    throw new InvalidArgumentError(`poolSize must be a whole number, got ${options.poolSize}`);
+  for (const [name, [min, max]] of Object.entries(RANGES) as [keyof typeof RANGES, [number, number]][]) {
+    assertOptionalInRange(name, options[name], min, max);
   }
   const errorClasses = options.errorClasses ?? [];
   if (!Array.isArray(errorClasses) || errorClasses.some((c) => typeof c !== "function")) {

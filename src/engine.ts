@@ -3,11 +3,13 @@
 // → readers.
 import { randomUUID } from "node:crypto";
 import { EventEmitter, setMaxListeners } from "node:events";
+import { inspect } from "node:util";
 import { channelOf, resolveOptions, type EngineOptions, type ResolvedOptions } from "./config.js";
 import { applicationName, connect, isConnectionError, type Sql } from "./db/connect.js";
 import { asPgtideError, backoff, retrying } from "./db/retry.js";
 import { startEmbeddedPostgres, type EmbeddedPostgres } from "./db/embedded.js";
 import { migrateSchema } from "./db/migrate.js";
+import { redactError, redactUrl } from "./db/redact.js";
 import {
   ConnectionError, EngineClosedError, InvalidArgumentError, WorkflowCancelledError, WorkflowFinishedError,
   WorkflowConflictError, WorkflowNotFoundError, WorkflowNotRegisteredError,
@@ -100,9 +102,11 @@ export class Engine extends EventEmitter<EngineEvents> {
     try {
       // Opening is retried through an outage like every other call; past retryTimeoutMs
       // it fails with a ConnectionError that says how to get a database.
-      await retrying("open", resolved.retryTimeoutMs, () => migrateSchema(url!, resolved.schema)).catch((error) => {
-        throw unreachable(url!, error);
-      });
+      const deadline = AbortSignal.timeout(resolved.retryTimeoutMs);
+      await retrying("open", resolved.retryTimeoutMs, () => migrateSchema(url!, resolved.schema, deadline), deadline)
+        .catch((error) => {
+          throw unreachable(url!, deadline.aborted ? new ConnectionError(`no answer within ${resolved.retryTimeoutMs} ms`) : error);
+        });
       engine = new Engine(resolved, url, embedded);
       // postgres.js learns array types on a pool's first connection; an array query
       // (the writer's) sent before that is malformed. So the pool's first query is this.
@@ -445,21 +449,25 @@ export class Engine extends EventEmitter<EngineEvents> {
   }
 
   private report(error: unknown): void {
-    if (!this.emitError(error)) console.error("pgtide:", error);
+    if (!this.emitError(error)) console.error("pgtide:", redactError(error, this.databaseUrl));
   }
 
   private emitError(error: unknown): boolean {
-    return this.listenerCount("error") > 0 && this.emit("error", error);
+    return this.listenerCount("error") > 0 && this.emit("error", redactError(error, this.databaseUrl));
+  }
+
+  /** console.log(engine) and util.inspect: never its URL's password (nor the driver's options). */
+  [inspect.custom](): string {
+    return `Engine { schema: ${JSON.stringify(this.schema)}, executorId: ${JSON.stringify(this.executorId)}, databaseUrl: ${JSON.stringify(redactUrl(this.databaseUrl))} }`;
   }
 }
 
 const STATUSES: readonly WorkflowStatus[] = ["PENDING", "SUCCESS", "ERROR", "CANCELLED"];
 
 function unreachable(url: string, error: unknown): unknown {
-  if (!(error instanceof ConnectionError)) return error;
-  const where = url.replace(/\/\/[^@/]*@/, "//");
+  if (!(error instanceof ConnectionError)) return redactError(error, url);
   return new ConnectionError(
-    `cannot reach Postgres at ${where} (${error.message}). Start one (docker compose up -d), or unset DATABASE_URL to use the embedded Postgres.`,
-    error.cause,
+    `cannot reach Postgres at ${redactUrl(url)} (${error.message}). Start one (docker compose up -d), or unset DATABASE_URL to use the embedded Postgres.`,
+    redactError(error.cause, url),
   );
 }

@@ -37,13 +37,6 @@ export function assertSchemaName(value: unknown): asserts value is string {
   }
 }
 
-export function assertOptionalPositive(what: string, value: unknown): asserts value is number | undefined {
-  if (value === undefined) return;
-  if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) {
-    throw new InvalidArgumentError(`${what} must be a positive number, got ${describe(value)}`);
-  }
-}
-
 export function describe(value: unknown): string {
   if (typeof value === "string") return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
   if (typeof value === "bigint") return `${value}n`;

@@ -371,8 +371,8 @@ describe("Engine.open", () => {
       ]);
       expect(hosts).toMatchObject({ code: 1, stderr: expect.stringMatching(/^pgtide: cannot reach Postgres at postgres:\/\/u@127\.0\.0\.1:1,127\.0\.0\.1:2\/db\?password=\*\*\*: no answer within 5 s/) });
       expectNoLeak(printedBy(hosts), [pw], "pgtide on several hosts, all refusing");
-      expect((engine.error as { code?: string }).code).toBe("CONNECTION");
-      expect(String((engine.error as Error).cause)).toMatch(/CONNECT_TIMEOUT/);
+      // Engine.open gives up at retryTimeoutMs, before the driver's 10 s connect timeout.
+      expect(engine.error).toMatchObject({ code: "CONNECTION", message: expect.stringMatching(/no answer within \d+ ms/) });
       expectNoLeak(engine.printed, [pw], "Engine.open timing out");
       expect(cli.code).toBe(1);
       expect(cli.stderr).toMatch(/CONNECT_TIMEOUT/);

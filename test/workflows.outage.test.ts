@@ -4,7 +4,7 @@
 // workflow left PENDING, and launch() finishes it once Postgres is back. (A step whose
 // save met ECONNREFUSED used to be stored as the workflow's ERROR.)
 import { afterEach, describe, expect, it } from "vitest";
-import { ConnectionError, type Engine } from "../src/index.js";
+import { ConnectionError, Engine } from "../src/index.js";
 import { databaseUrl, gate, openEngine, within } from "./support/engines.js";
 import { OutageDoor } from "./support/outage.js";
 
@@ -141,5 +141,18 @@ describe("Postgres unreachable when a recovered run starts", () => {
     const error = await engine.launch().then(() => undefined, (e: unknown) => e);
     expect(error).toBeInstanceOf(ConnectionError);
     expect(error).toMatchObject({ code: "CONNECTION", message: expect.stringContaining("launch") });
+  });
+});
+
+describe("Engine.open while Postgres is unreachable", () => {
+  it("gives up at retryTimeoutMs with ConnectionError, even for a URL of several hosts that all refuse (the driver alone cycles through them for ever)", async () => {
+    const started = Date.now();
+    const error = await Engine.open({ databaseUrl: "postgres://u@127.0.0.1:1,127.0.0.1:2/db", retryTimeoutMs: 800 }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(ConnectionError);
+    expect(error).toMatchObject({ message: expect.stringMatching(/^cannot reach Postgres at postgres:\/\/u@127\.0\.0\.1:1,127\.0\.0\.1:2\/db/) });
+    expect(Date.now() - started).toBeLessThan(5000);
   });
 });

@@ -11,7 +11,8 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { pathToFileURL } from "node:url";
 import { streamResponse, toNodeHandler } from "../../src/http/index.js";
-import { Engine, WorkflowNotRegisteredError } from "../../src/index.js";
+import { redactUrl } from "../../src/db/redact.js";
+import { ConnectionError, Engine, EngineClosedError, WorkflowNotRegisteredError } from "../../src/index.js";
 import { registerDemoWorkflows } from "./workflows.js";
 
 export interface DemoServer {
@@ -45,18 +46,34 @@ export async function startDemoServer(options: { engine: Engine; port?: number; 
         return Response.json({ error: `prompt must be a non-empty string of at most ${MAX_PROMPT} characters` }, { status: 400 });
       }
       const run = randomBytes(6).toString("hex");
-      await Promise.all([
-        answer.start({ prompt }, { workflowId: `demo-${run}-answer` }),
-        job.start(undefined, { workflowId: `demo-${run}-job` }),
-      ]);
+      try {
+        await Promise.all([
+          answer.start({ prompt }, { workflowId: `demo-${run}-answer` }),
+          job.start(undefined, { workflowId: `demo-${run}-job` }),
+        ]);
+      } catch (error) {
+        // Postgres unreachable (past retryTimeoutMs) or the server shutting down: try again later.
+        if (error instanceof ConnectionError || error instanceof EngineClosedError) {
+          return Response.json({ error: error.message }, { status: 503, headers: { "retry-after": "2" } });
+        }
+        throw error;
+      }
       return Response.json({ run }, { status: 201 });
     }
     // GET /api/streams/<workflowId>/<key>: the SSE (or ?format=json) door.
     const match = /^\/api\/streams\/([^/]+)\/([^/]+)$/.exec(pathname);
     if (match && request.method === "GET") {
+      let workflowId: string;
+      let key: string;
+      try {
+        workflowId = decodeURIComponent(match[1]!);
+        key = decodeURIComponent(match[2]!);
+      } catch {
+        return new Response("malformed percent-encoding in the path\n", { status: 400 });
+      }
       return streamResponse(engine, {
-        workflowId: decodeURIComponent(match[1]!),
-        key: decodeURIComponent(match[2]!),
+        workflowId,
+        key,
         request,
         // An explicit decision: this demo serves its own workflows' streams, and nothing else.
         authorize: ({ workflowId }) => workflowId.startsWith("demo-"),
@@ -93,8 +110,8 @@ async function main(): Promise<void> {
     console.warn(`pgtide: ${error.message}`); // another program's workflows, in the same schema
   });
   console.log(`pgtide web demo: ${demo.url}`);
-  console.log(`  Postgres ${engine.databaseUrl} (schema ${engine.schema}); follow a run from a terminal with`);
-  console.log(`  npx pgtide progress demo-<run>-job progress --database-url ${engine.databaseUrl}`);
+  console.log(`  Postgres ${redactUrl(engine.databaseUrl)} (schema ${engine.schema}); follow a run from a terminal with`);
+  console.log(`  npx pgtide progress demo-<run>-job progress --database-url ${redactUrl(engine.databaseUrl)}`);
   const stop = async () => {
     await demo.close();
     await engine.close();

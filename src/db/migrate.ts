@@ -8,14 +8,22 @@ import { connect } from "./connect.js";
 
 const MIGRATIONS = fileURLToPath(new URL("../../drizzle", import.meta.url));
 
-export async function migrateSchema(url: string, schema: string): Promise<void> {
+/**
+ * `signal` ends the attempt: its connection is destroyed, so the call rejects even when
+ * postgres.js would wait without end (a URL with several hosts that all refuse: it
+ * cycles through them forever and never fails the query).
+ */
+export async function migrateSchema(url: string, schema: string, signal?: AbortSignal): Promise<void> {
   const sql = connect({ url, schema, role: "migrator", max: 1 });
+  const stop = () => void sql.end({ timeout: 0 });
+  signal?.addEventListener("abort", stop, { once: true });
   try {
     await sql`select pg_advisory_lock(hashtext('pgtide.migrate'), hashtext(${schema}))`;
     // The migrator creates the schema first (migrationsSchema), then the tables land in
     // it through search_path.
     await migrate(drizzle(sql), { migrationsFolder: MIGRATIONS, migrationsSchema: schema });
   } finally {
+    signal?.removeEventListener("abort", stop);
     await sql.end({ timeout: 5 });
   }
 }
