@@ -127,6 +127,7 @@ export class Notifier {
         await this.connectOnce();
         return;
       } catch (error) {
+        if (this.closed) return; // the engine closed under the attempt: nothing to report
         this.options.onError(error);
         await new Promise((resolve) => setTimeout(resolve, delay));
       }
