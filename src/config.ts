@@ -73,7 +73,9 @@ export function resolveOptions(options: EngineOptions = {}): ResolvedOptions {
   for (const [name, value] of Object.entries(options)) {
     if (!KNOWN.has(name)) throw new InvalidArgumentError(`unknown option "${name}"`);
     // null is a wrong value, not "use the default": only a missing option defaults.
-    if (value === null) throw new InvalidArgumentError(`option "${name}" must not be null (leave it out for the default)`);
+    if (value === null && !(name in RANGES)) {
+      throw new InvalidArgumentError(`option "${name}" must not be null (leave it out for the default)`);
+    }
   }
   const databaseUrl = options.databaseUrl ?? (process.env.DATABASE_URL || undefined);
   if (databaseUrl !== undefined) assertDatabaseUrl(databaseUrl);

@@ -5,7 +5,7 @@ import { randomUUID } from "node:crypto";
 import { EventEmitter, setMaxListeners } from "node:events";
 import { inspect } from "node:util";
 import { channelOf, resolveOptions, type EngineOptions, type ResolvedOptions } from "./config.js";
-import { applicationName, connect, isConnectionError, type Sql } from "./db/connect.js";
+import { applicationName, connect, CONNECT_TIMEOUT_MS, isConnectionError, type Sql } from "./db/connect.js";
 import { asPgtideError, backoff, retrying } from "./db/retry.js";
 import { startEmbeddedPostgres, type EmbeddedPostgres } from "./db/embedded.js";
 import { migrateSchema } from "./db/migrate.js";
@@ -102,10 +102,12 @@ export class Engine extends EventEmitter<EngineEvents> {
     try {
       // Opening is retried through an outage like every other call; past retryTimeoutMs
       // it fails with a ConnectionError that says how to get a database.
-      const deadline = AbortSignal.timeout(resolved.retryTimeoutMs);
+      // At least the driver's connect timeout: a healthy server gets its first attempt
+      // whole, however small retryTimeoutMs is.
+      const deadline = AbortSignal.timeout(Math.max(resolved.retryTimeoutMs, CONNECT_TIMEOUT_MS));
       await retrying("open", resolved.retryTimeoutMs, () => migrateSchema(url!, resolved.schema, deadline), deadline)
         .catch((error) => {
-          throw unreachable(url!, deadline.aborted ? new ConnectionError(`no answer within ${resolved.retryTimeoutMs} ms`) : error);
+          throw unreachable(url!, deadline.aborted ? new ConnectionError(`no answer within ${Math.max(resolved.retryTimeoutMs, CONNECT_TIMEOUT_MS)} ms`) : error);
         });
       engine = new Engine(resolved, url, embedded);
       // postgres.js learns array types on a pool's first connection; an array query

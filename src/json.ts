@@ -1,6 +1,7 @@
 // Values are stored as jsonb. A value is accepted only if JSON round-trips it faithfully:
 // what a reader gets back equals what the writer gave (object key order aside, which
-// jsonb normalises). Anything else is refused before it is written.
+// jsonb normalises, and -0, which JSON writes as 0: refusing it would fail a write of
+// Math.round(-0.4)). Anything else is refused before it is written.
 import { SerializationError } from "./errors.js";
 
 /**

@@ -145,7 +145,7 @@ describe("Postgres unreachable when a recovered run starts", () => {
 });
 
 describe("Engine.open while Postgres is unreachable", () => {
-  it("gives up at retryTimeoutMs with ConnectionError, even for a URL of several hosts that all refuse (the driver alone cycles through them for ever)", async () => {
+  it("gives up after retryTimeoutMs (at least the 10 s connect timeout) with ConnectionError, even for a URL of several hosts that all refuse (the driver alone cycles through them for ever)", async () => {
     const started = Date.now();
     const error = await Engine.open({ databaseUrl: "postgres://u@127.0.0.1:1,127.0.0.1:2/db", retryTimeoutMs: 800 }).then(
       () => undefined,
@@ -153,6 +153,6 @@ describe("Engine.open while Postgres is unreachable", () => {
     );
     expect(error).toBeInstanceOf(ConnectionError);
     expect(error).toMatchObject({ message: expect.stringMatching(/^cannot reach Postgres at postgres:\/\/u@127\.0\.0\.1:1,127\.0\.0\.1:2\/db/) });
-    expect(Date.now() - started).toBeLessThan(5000);
-  });
+    expect(Date.now() - started).toBeLessThan(15_000);
+  }, 30_000);
 });

@@ -14,13 +14,16 @@ export interface ConnectOptions {
   onclose?: () => void;
 }
 
+/** How long one connection attempt may take before it fails. */
+export const CONNECT_TIMEOUT_MS = 10_000;
+
 export function connect(options: ConnectOptions): Sql {
   return postgres(options.url, {
     max: options.max,
     // The listener must never be recycled behind our back; the pool may idle out.
     idle_timeout: options.role === "listener" ? 0 : 30,
     max_lifetime: options.role === "listener" ? 0 : null,
-    connect_timeout: 10,
+    connect_timeout: CONNECT_TIMEOUT_MS / 1000,
     // Seconds before a closed connection reconnects. The driver's default grows with every
     // failed attempt up to 20 s, so after an outage the pool sat idle long after Postgres
     // was back (and a launch() with a short retryTimeoutMs gave up); cap it at 1 s.

@@ -30,7 +30,7 @@ export async function retrying<T>(what: string, timeoutMs: number, call: () => P
     try {
       return await call();
     } catch (error) {
-      if (!isConnectionError(error)) throw asPgtideError(what, error);
+      if (!isTransient(error)) throw asPgtideError(what, error);
       const left = deadline - Date.now();
       if (left <= 0) {
         throw new ConnectionError(`${what}: Postgres unreachable for ${timeoutMs} ms (${messageOf(error)})`, error);
@@ -38,6 +38,11 @@ export async function retrying<T>(what: string, timeoutMs: number, call: () => P
       await backoff(failures, signal, left);
     }
   }
+}
+
+/** A transient failure, or one wrapped by Drizzle (which keeps the driver's as `cause`). */
+function isTransient(error: unknown): boolean {
+  return isConnectionError(error) || isConnectionError((error as { cause?: unknown } | null)?.cause);
 }
 
 /**
@@ -49,7 +54,12 @@ export async function retrying<T>(what: string, timeoutMs: number, call: () => P
 export function asPgtideError(what: string, error: unknown): unknown {
   if (error instanceof PgtideError) return error;
   const code = (error as { code?: unknown } | null)?.code;
-  if (typeof code !== "string") return error;
+  // Drizzle wraps the driver's error ("Failed query: …") and keeps it as `cause`.
+  if (typeof code !== "string") {
+    const cause = (error as { cause?: unknown } | null)?.cause;
+    if (typeof (cause as { code?: unknown } | null)?.code === "string") return asPgtideError(what, cause);
+    return error;
+  }
   if (code === "CONNECTION_ENDED" || code === "CONNECTION_DESTROYED") return new EngineClosedError();
   if (isConnectionError(error)) return new ConnectionError(`${what}: ${messageOf(error)}`, error);
   return new DatabaseError(`${what}: Postgres refused it (${code}: ${messageOf(error)})`, error);

@@ -4,6 +4,7 @@
 import type { Engine } from "../engine.js";
 import { isConnectionError } from "../db/connect.js";
 import { ConnectionError, EngineClosedError, InvalidArgumentError, WorkflowNotFoundError } from "../errors.js";
+import { MAX_TIMER_MS } from "../sleep.js";
 import { assertName, describe } from "../validate.js";
 import { rangeResponse } from "./rangeResponse.js";
 import { sseBody } from "./sseBody.js";
@@ -71,11 +72,12 @@ export async function streamResponse(engine: Engine, options: StreamResponseOpti
     throw new InvalidArgumentError(`workflowId must be a string, got ${describe(workflowId)}`);
   }
   if (key !== undefined && typeof key !== "string") throw new InvalidArgumentError(`stream key must be a string, got ${describe(key)}`);
-  const heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
-  if (typeof heartbeatMs !== "number" || !Number.isFinite(heartbeatMs) || heartbeatMs <= 0) {
-    throw new InvalidArgumentError(`heartbeatMs must be a positive number, got ${describe(heartbeatMs)}`);
+  // Timers: past 2^31 − 1 ms Node fires after 1 ms instead. null is a wrong value, not "the default".
+  const heartbeatMs = options.heartbeatMs === undefined ? DEFAULT_HEARTBEAT_MS : options.heartbeatMs;
+  if (typeof heartbeatMs !== "number" || !Number.isFinite(heartbeatMs) || heartbeatMs <= 0 || heartbeatMs > MAX_TIMER_MS) {
+    throw new InvalidArgumentError(`heartbeatMs must be a positive number of milliseconds up to ${MAX_TIMER_MS}, got ${describe(heartbeatMs)}`);
   }
-  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const timeoutMs = options.timeoutMs === undefined ? DEFAULT_TIMEOUT_MS : options.timeoutMs;
   if (typeof timeoutMs !== "number" || !Number.isFinite(timeoutMs) || timeoutMs <= 0 || timeoutMs > MAX_TIMER_MS) {
     throw new InvalidArgumentError(`timeoutMs must be a positive number of milliseconds up to ${MAX_TIMER_MS}, got ${describe(timeoutMs)}`);
   }
@@ -128,8 +130,6 @@ export async function streamResponse(engine: Engine, options: StreamResponseOpti
   }
 }
 
-/** The longest setTimeout delay (2^31 − 1 ms); a longer one fires at once. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Postgres did not answer within the door's timeoutMs. */
 class NoAnswer extends Error {

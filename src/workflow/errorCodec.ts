@@ -54,7 +54,7 @@ export class ErrorCodec {
         ? error
         : new SerializationError(`${what} threw a value that could not be read as an error`);
       // Our own short message, stored whatever maxValueBytes says: something must be.
-      return { json: JSON.stringify({ name: refusal.name, message: refusal.message }), thrown: refusal };
+      return { json: JSON.stringify({ name: refusal.name, message: refusal.message, props: { code: refusal.code } }), thrown: refusal };
     }
   }
 
@@ -72,42 +72,50 @@ export class ErrorCodec {
     return error;
   }
 
-  /** The JSON to store, or SerializationError when the thrown value cannot be stored as it is. */
+  /**
+   * The JSON to store, or SerializationError when the thrown value cannot be stored as
+   * it is. Each part the user gave is checked on its own (depth counted from the part,
+   * as for any value), then wrapped: the wrapper's own levels are pgtide's, not theirs.
+   */
   private store(thrown: unknown, what: string): string {
     if (!(thrown instanceof Error)) {
       if (typeof thrown !== "object" && typeof thrown !== "string" && typeof thrown !== "number" && typeof thrown !== "boolean") {
         throw new SerializationError(`${what} threw ${describe(thrown)}, which JSON cannot represent: throw an Error instead`);
       }
-      return encodeJson({ kind: "value", value: thrown }, `the value thrown by ${what}`, this.maxBytes);
+      const value = encodeJson(thrown, `the value thrown by ${what}`, this.maxBytes);
+      return this.bounded(`{"kind":"value","value":${value}}`, what);
     }
-    const name = String(thrown.name);
-    const message = String(thrown.message);
-    const props: Record<string, unknown> = {};
+    const name = encodeJson(String(thrown.name), `the name of the error thrown by ${what}`, this.maxBytes);
+    const message = encodeJson(String(thrown.message), `the message of the error thrown by ${what}`, this.maxBytes);
+    const props: string[] = [];
     for (const [k, v] of Object.entries(thrown)) {
       if (k === "name" || k === "message" || k === "stack") continue;
       try {
-        encodeJson(v, k, this.maxBytes);
-        props[k] = v;
+        props.push(`${encodeJson(k, "key", this.maxBytes)}:${encodeJson(v, k, this.maxBytes)}`);
       } catch {
         // Not faithful as JSON (a Date, a cause that is an Error…): left out, as JSON.stringify would.
       }
     }
-    const base = { name, message };
-    const stack = typeof thrown.stack === "string" ? thrown.stack : undefined;
-    // The stack is a debugging aid, then the extra properties: dropped first when they
-    // cannot be stored (too large, a NUL character); the name and message must be.
-    const attempts = [
-      ...(stack === undefined ? [] : [{ ...base, stack, props }]),
-      { ...base, props },
-      base,
-    ];
-    for (const attempt of attempts.slice(0, -1)) {
-      try {
-        return encodeJson(attempt, `the error thrown by ${what}`, this.maxBytes);
-      } catch {
-        // try with less
-      }
+    let stack: string | undefined;
+    try {
+      if (typeof thrown.stack === "string") stack = encodeJson(thrown.stack, "stack", this.maxBytes);
+    } catch {
+      // A stack that cannot be stored is only a debugging aid.
     }
-    return encodeJson(base, `the error thrown by ${what}`, this.maxBytes);
+    const base = `"name":${name},"message":${message}`;
+    const withProps = `${base},"props":{${props.join(",")}}`;
+    // The stack goes first when it does not fit, then the extra properties; the name and
+    // message must.
+    const attempts = [...(stack === undefined ? [] : [`{${withProps},"stack":${stack}}`]), `{${withProps}}`];
+    for (const attempt of attempts) if (Buffer.byteLength(attempt) <= this.maxBytes) return attempt;
+    return this.bounded(`{${base}}`, what);
+  }
+
+  private bounded(json: string, what: string): string {
+    const bytes = Buffer.byteLength(json);
+    if (bytes > this.maxBytes) {
+      throw new SerializationError(`what ${what} threw is ${bytes} bytes as JSON; the limit is ${this.maxBytes} (option maxValueBytes)`);
+    }
+    return json;
   }
 }
