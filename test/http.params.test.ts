@@ -286,7 +286,8 @@ describe("workflowId and key from the URL", () => {
       ["a%7F", "workflowId", "must not contain control characters"],
       ["%0A", "workflowId", "must not contain control characters"],
       ["x".repeat(201), "workflowId", "is 201 characters long; the limit is 200"],
-      ["%F0%9F%99%82".repeat(101), "workflowId", "is 202 characters long; the limit is 200"],
+      // Characters are code points: 201 emoji (402 UTF-16 units) are 201 characters.
+      ["%F0%9F%99%82".repeat(201), "workflowId", "is 201 characters long; the limit is 200"],
     ] as const) {
       expect400(await get(`/streams/${segment}/s`), parameter, message, segment.slice(0, 20));
       expect400(await get(`/streams/ten/${segment}`), "stream key", message, `key ${segment.slice(0, 20)}`);
@@ -299,6 +300,7 @@ describe("workflowId and key from the URL", () => {
       expect(response.body).toBe("malformed percent-encoding in the path\n");
     }
     expect((await get(`/streams/${"x".repeat(200)}/s`)).status).toBe(404); // 200 is fine, and unknown
+    expect((await get(`/streams/${"%F0%9F%99%82".repeat(200)}/s`)).status).toBe(404); // so are 200 emoji
     expect(server.errors).toEqual([]);
   });
 

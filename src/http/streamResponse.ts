@@ -16,8 +16,9 @@ export interface StreamRequest {
 }
 
 export interface StreamResponseOptions {
-  workflowId: string;
-  key: string;
+  /** Usually a path segment: undefined (a path too short) is the client's error, a 400. */
+  workflowId: string | undefined;
+  key: string | undefined;
   /** The incoming request: its headers, query and AbortSignal (a disconnect frees the reader). */
   request: Request;
   /**
