@@ -1,10 +1,17 @@
-// postgres.js 3.4.9 kept its row counter after a query failed mid-result, so the next
-// query on that connection resolved with leading holes (porsager/postgres issues 1119,
-// 1181). patches/postgres+3.4.9.patch resets it; these tests run the real driver against
-// a real Postgres and fail without the patch.
+// postgres.js 3.4.9, as patched by patches/postgres+3.4.9.patch. Each test runs the real
+// driver against a real Postgres (or a real TCP peer) and fails without the patch:
+// - a query that failed mid-result left its row counter behind, so the next query on
+//   that connection resolved with leading holes (porsager/postgres issues 1119, 1181);
+// - a FATAL error was replayed onto the first query after the reconnect (issue 1223);
+// - a connection closed under a query made end() wait out its timeout;
+// - a server that closes during startup without an error was reconnected to at once,
+//   for ever, and the query never settled;
+// - a connection closed under a transaction made begin()'s rollback throw a TypeError
+//   from a setImmediate: an uncaught exception.
+import net from "node:net";
 import postgres from "postgres";
 import { afterEach, describe, expect, it } from "vitest";
-import { admin, databaseUrl } from "./support/engines.js";
+import { admin, databaseUrl, within } from "./support/engines.js";
 
 const opened: postgres.Sql[] = [];
 afterEach(async () => {
@@ -91,5 +98,55 @@ describe("postgres.js after a connection closes under a query", () => {
     const started = Date.now();
     await sql.end({ timeout: 5 });
     expect(Date.now() - started).toBeLessThan(2000);
+  });
+});
+
+describe("postgres.js when a server closes during startup without an error", () => {
+  it("rejects the query with CONNECTION_CLOSED instead of reconnecting for ever", async () => {
+    let accepted = 0;
+    // A peer that reads the startup message, then closes cleanly (a proxy with no backend).
+    const server = net.createServer((socket) => {
+      accepted++;
+      socket.once("data", () => socket.end());
+      socket.on("error", () => {});
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const { port } = server.address() as net.AddressInfo;
+    const sql = postgres(`postgres://u@127.0.0.1:${port}/db`, { max: 1, onnotice: () => {}, connect_timeout: 30 });
+    try {
+      const error = await within(5000, "the query to fail", sql`select 1`.then(() => undefined, (e: unknown) => e));
+      expect(error).toMatchObject({ code: "CONNECTION_CLOSED" });
+      expect(accepted).toBeLessThan(5);
+    } finally {
+      await sql.end({ timeout: 0 });
+      server.close();
+    }
+  });
+});
+
+describe("postgres.js when a connection closes inside a transaction", () => {
+  it("rejects the transaction, throws nothing uncaught, and the pool answers at once afterwards", async () => {
+    const uncaught: unknown[] = [];
+    const onUncaught = (error: unknown) => uncaught.push(error);
+    process.on("uncaughtException", onUncaught);
+    const sql = oneConnection();
+    try {
+      const failed = await sql
+        .begin(async (tx) => {
+          const [{ pid }] = (await tx`select pg_backend_pid() as pid`) as unknown as [{ pid: number }];
+          await admin`select pg_terminate_backend(${pid})`;
+          await tx`select pg_sleep(0.01)`; // the connection is gone under the transaction
+        })
+        .then(() => undefined, (e: unknown) => e);
+      expect(failed).toMatchObject({ code: expect.stringMatching(/57P01|CONNECTION_CLOSED/) });
+      // begin()'s rollback wrote from a setImmediate: let those turns of the event loop pass.
+      for (let turn = 0; turn < 3; turn++) await new Promise((resolve) => setImmediate(resolve));
+      const started = Date.now();
+      expect(await sql`select 1 as one`).toEqual([{ one: 1 }]);
+      expect(Date.now() - started).toBeLessThan(2000);
+      expect(uncaught).toEqual([]);
+    } finally {
+      process.off("uncaughtException", onUncaught);
+    }
   });
 });
