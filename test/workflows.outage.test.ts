@@ -67,7 +67,8 @@ describe("Postgres unreachable while a run saves a step", () => {
     expect(await within(15_000, "the result", handle.getResult())).toBe(42);
     expect(await engine.readStream(handle.workflowId, "s")).toEqual({ values: ["before", 7], closed: true });
     expect(stepRuns).toHaveLength(1);
-    expect(errors).toEqual([]);
+    // Only the listener's reconnect attempts are reported; no run was abandoned.
+    expect(errors.filter((e) => !String((e as Error).message).includes("listen for notifications"))).toEqual([]);
   });
 
   it.each(["refuse", "reset"] as const)(
