@@ -7,7 +7,9 @@
 // - a server that closes during startup without an error was reconnected to at once,
 //   for ever, and the query never settled;
 // - a connection closed under a transaction made begin()'s rollback throw a TypeError
-//   from a setImmediate: an uncaught exception.
+//   from a setImmediate: an uncaught exception;
+// - a connection closed while it asked for the array types (each new connection does)
+//   left that internal query's rejection unhandled: a crash under Node's defaults.
 import net from "node:net";
 import postgres from "postgres";
 import { afterEach, describe, expect, it } from "vitest";
@@ -147,6 +149,55 @@ describe("postgres.js when a connection closes inside a transaction", () => {
       expect(uncaught).toEqual([]);
     } finally {
       process.off("uncaughtException", onUncaught);
+    }
+  });
+});
+
+describe("postgres.js when a connection closes while it fetches the array types", () => {
+  it("leaves no unhandled rejection, and the query still gets its answer on the next connection", async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on("unhandledRejection", onUnhandled);
+    const target = new URL(databaseUrl);
+    let cut = false;
+    // Forwards to Postgres, and cuts the first connection that asks for the array types.
+    const server = net.createServer((client) => {
+      const upstream = net.connect(Number(target.port || 5432), target.hostname);
+      for (const socket of [client, upstream]) {
+        socket.on("error", () => {});
+        socket.on("close", () => {
+          client.destroy();
+          upstream.destroy();
+        });
+      }
+      client.on("data", (chunk: Buffer) => {
+        if (!cut && chunk.includes("typcategory")) {
+          cut = true;
+          client.resetAndDestroy(); // a TCP reset: the driver sees an error, not a clean close
+          return;
+        }
+        upstream.write(chunk);
+      });
+      upstream.pipe(client);
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const url = new URL(databaseUrl);
+    url.hostname = "127.0.0.1";
+    url.port = String((server.address() as net.AddressInfo).port);
+    const sql = postgres(url.toString(), { max: 1, onnotice: () => {} });
+    try {
+      const first = await within(10_000, "the first query", sql`select 1 as one`.then((rows) => rows, (e: unknown) => e));
+      expect(cut).toBe(true);
+      // The first query may fail with the closed connection; the next one is answered.
+      if (Array.isArray(first)) expect(first).toEqual([{ one: 1 }]);
+      else expect(first).toMatchObject({ code: "CONNECTION_CLOSED" });
+      expect(await within(10_000, "the next query", sql`select 2 as two`)).toEqual([{ two: 2 }]);
+      for (let turn = 0; turn < 3; turn++) await new Promise((resolve) => setImmediate(resolve));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off("unhandledRejection", onUnhandled);
+      await sql.end({ timeout: 1 });
+      server.close();
     }
   });
 });
