@@ -7,7 +7,8 @@
 // - a server that closes during startup without an error was reconnected to at once,
 //   for ever, and the query never settled;
 // - a connection closed under a transaction made begin()'s rollback throw a TypeError
-//   from a setImmediate: an uncaught exception;
+//   from a setImmediate: an uncaught exception (and, rejected instead, the rollback left
+//   the connection in the pool's full queue: the next query waited for ever);
 // - a connection closed while it asked for the array types (each new connection does)
 //   left that internal query's rejection unhandled: a crash under Node's defaults.
 import net from "node:net";
@@ -127,26 +128,27 @@ describe("postgres.js when a server closes during startup without an error", () 
 });
 
 describe("postgres.js when a connection closes inside a transaction", () => {
-  it("rejects the transaction, throws nothing uncaught, and the pool answers at once afterwards", async () => {
+  it("rejects the transaction, throws nothing uncaught, and the pool answers at once afterwards (20 times: the close races the rollback)", async () => {
     const uncaught: unknown[] = [];
     const onUncaught = (error: unknown) => uncaught.push(error);
     process.on("uncaughtException", onUncaught);
-    const sql = oneConnection();
     try {
-      const failed = await sql
-        .begin(async (tx) => {
-          const [{ pid }] = (await tx`select pg_backend_pid() as pid`) as unknown as [{ pid: number }];
-          await admin`select pg_terminate_backend(${pid})`;
-          await tx`select pg_sleep(0.01)`; // the connection is gone under the transaction
-        })
-        .then(() => undefined, (e: unknown) => e);
-      expect(failed).toMatchObject({ code: expect.stringMatching(/57P01|CONNECTION_CLOSED/) });
-      // begin()'s rollback wrote from a setImmediate: let those turns of the event loop pass.
-      for (let turn = 0; turn < 3; turn++) await new Promise((resolve) => setImmediate(resolve));
-      const started = Date.now();
-      expect(await sql`select 1 as one`).toEqual([{ one: 1 }]);
-      expect(Date.now() - started).toBeLessThan(2000);
-      expect(uncaught).toEqual([]);
+      for (let round = 0; round < 20; round++) {
+        const sql = oneConnection();
+        const failed = await sql
+          .begin(async (tx) => {
+            const [{ pid }] = (await tx`select pg_backend_pid() as pid`) as unknown as [{ pid: number }];
+            await admin`select pg_terminate_backend(${pid})`;
+            await tx`select pg_sleep(0.01)`; // the connection is gone under the transaction
+          })
+          .then(() => undefined, (e: unknown) => e);
+        expect(failed).toMatchObject({ code: expect.stringMatching(/57P01|CONNECTION_CLOSED/) });
+        // begin()'s rollback wrote from a setImmediate: let those turns of the event loop pass.
+        for (let turn = 0; turn < 3; turn++) await new Promise((resolve) => setImmediate(resolve));
+        // Its one connection must not be left marked busy: the next query is answered at once.
+        expect(await within(2000, `round ${round}: the next query`, sql`select 1 as one`)).toEqual([{ one: 1 }]);
+        expect(uncaught).toEqual([]);
+      }
     } finally {
       process.off("uncaughtException", onUncaught);
     }
@@ -190,7 +192,7 @@ describe("postgres.js when a connection closes while it fetches the array types"
       expect(cut).toBe(true);
       // The first query may fail with the closed connection; the next one is answered.
       if (Array.isArray(first)) expect(first).toEqual([{ one: 1 }]);
-      else expect(first).toMatchObject({ code: "CONNECTION_CLOSED" });
+      else expect(first).toMatchObject({ code: expect.stringMatching(/^(ECONNRESET|CONNECTION_CLOSED)$/) });
       expect(await within(10_000, "the next query", sql`select 2 as two`)).toEqual([{ two: 2 }]);
       for (let turn = 0; turn < 3; turn++) await new Promise((resolve) => setImmediate(resolve));
       expect(unhandled).toEqual([]);
