@@ -6,7 +6,7 @@ import { EventEmitter, setMaxListeners } from "node:events";
 import { inspect } from "node:util";
 import { channelOf, resolveOptions, type EngineOptions, type ResolvedOptions } from "./config.js";
 import { applicationName, connect, CONNECT_TIMEOUT_MS, isConnectionError, type Sql } from "./db/connect.js";
-import { asPgtideError, backoff, retrying } from "./db/retry.js";
+import { asPgtideError, backoff, retrying, withdrawable } from "./db/retry.js";
 import { startEmbeddedPostgres, type EmbeddedPostgres } from "./db/embedded.js";
 import { migrateSchema } from "./db/migrate.js";
 import { redactError, redactUrl } from "./db/redact.js";
@@ -105,7 +105,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       // At least the driver's connect timeout: a healthy server gets its first attempt
       // whole, however small retryTimeoutMs is.
       const deadline = AbortSignal.timeout(Math.max(resolved.retryTimeoutMs, CONNECT_TIMEOUT_MS));
-      await retrying("open", resolved.retryTimeoutMs, () => migrateSchema(url!, resolved.schema, deadline), deadline)
+      await retrying("open", resolved.retryTimeoutMs, () => migrateSchema(url!, resolved.schema, deadline), { signal: deadline, bounded: false })
         .catch((error) => {
           throw unreachable(url!, deadline.aborted ? new ConnectionError(`no answer within ${Math.max(resolved.retryTimeoutMs, CONNECT_TIMEOUT_MS)} ms`) : error);
         });
@@ -134,7 +134,14 @@ export class Engine extends EventEmitter<EngineEvents> {
     this.retryTimeoutMs = options.retryTimeoutMs;
     // Every waiting reader without a signal of its own listens on it: no leak warning past 10.
     setMaxListeners(0, this.lifetime.signal);
-    this.sql = connect({ url: databaseUrl, schema: options.schema, role: "pool", max: options.poolSize });
+    this.sql = withdrawable(connect({
+      url: databaseUrl,
+      schema: options.schema,
+      role: "pool",
+      max: options.poolSize,
+      // No statement of pgtide's is silent this long unless its connection is dead.
+      quietMs: Math.max(options.retryTimeoutMs, CONNECT_TIMEOUT_MS),
+    }));
     this.codec = new ErrorCodec(options.errorClasses, options.maxValueBytes);
     this.writer = new StreamWriter(this.sql, options.retryTimeoutMs, (id) => this.refusal(id));
     this.feeds = new StreamFeeds(this.sql, PAGE_SIZE);

@@ -10,7 +10,9 @@
 //   from a setImmediate: an uncaught exception (and, rejected instead, the rollback left
 //   the connection in the pool's full queue: the next query waited for ever);
 // - a connection closed while it asked for the array types (each new connection does)
-//   left that internal query's rejection unhandled: a crash under Node's defaults.
+//   left that internal query's rejection unhandled: a crash under Node's defaults;
+// - a query cancelled while its connection was being made left that connection in the
+//   connecting queue for good: with max 1, every later query waited for ever.
 import net from "node:net";
 import postgres from "postgres";
 import { afterEach, describe, expect, it } from "vitest";
@@ -198,6 +200,48 @@ describe("postgres.js when a connection closes while it fetches the array types"
       expect(unhandled).toEqual([]);
     } finally {
       process.off("unhandledRejection", onUnhandled);
+      await sql.end({ timeout: 1 });
+      server.close();
+    }
+  });
+});
+
+describe("postgres.js when the query that opened a connection is cancelled before it connects", () => {
+  it("hands the connection to the pool, so the next query runs", async () => {
+    const target = new URL(databaseUrl);
+    let letThrough!: () => void;
+    const held = new Promise<void>((resolve) => (letThrough = resolve));
+    // Forwards to Postgres, but holds each connection's first bytes until released.
+    const server = net.createServer((client) => {
+      const upstream = net.connect(Number(target.port || 5432), target.hostname);
+      for (const socket of [client, upstream]) {
+        socket.on("error", () => {});
+        socket.on("close", () => {
+          client.destroy();
+          upstream.destroy();
+        });
+      }
+      client.pause();
+      void held.then(() => {
+        client.pipe(upstream);
+        upstream.pipe(client);
+        client.resume();
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const url = new URL(databaseUrl);
+    url.hostname = "127.0.0.1";
+    url.port = String((server.address() as net.AddressInfo).port);
+    const sql = postgres(url.toString(), { max: 1, onnotice: () => {} });
+    try {
+      const first = sql`select 1 as one`;
+      const firstOutcome = first.then(() => "answered", (e: { code?: string }) => e.code);
+      await new Promise((resolve) => setImmediate(resolve)); // it has started connecting
+      await first.cancel();
+      expect(await firstOutcome).toBe("57014");
+      letThrough();
+      expect(await within(5000, "the next query", sql`select 2 as two`)).toEqual([{ two: 2 }]);
+    } finally {
       await sql.end({ timeout: 1 });
       server.close();
     }

@@ -78,7 +78,7 @@ const GET_WORKFLOW = /no_output, error,\s+created_at, updated_at\s+from workflow
 const LIST_WORKFLOWS = /from workflow_status\s+where \(/;
 const INSERT_WORKFLOW = /insert into workflow_status/;
 const PENDING_OF_EXECUTOR = /from workflow_status where executor_id = \$1 and status = 'PENDING'/;
-const FOR_UPDATE = /from workflow_status where workflow_id = \$1 for update/;
+const FINISH = /select finish_workflow\(/;
 const APPEND = /insert into stream_entries/;
 const SAVE_STEP = /insert into step_outputs/;
 const MIGRATIONS_READ = /select id, hash, created_at from .*__drizzle_migrations/;
@@ -588,7 +588,7 @@ const CALL_ROWS: CallRow[] = [
           expect(await worker.readStream(id, "s", { wait: false })).toEqual({ values: ["a"], closed: false });
           expect(signal.aborted).toBe(false);
         },
-        mid: { sql: FOR_UPDATE, afterRows: 1 },
+        mid: { sql: FINISH, afterRows: 1 },
       };
     },
   },
@@ -973,7 +973,7 @@ const OPS: { op: Op; what: RegExp; trap: RegExp; final: Record<string, unknown[]
   { op: "ctx.closeStream", what: /append to stream/, trap: APPEND, final: { s: ["a"] } },
   { op: "ctx.writeProgress", what: /append to stream/, trap: APPEND, final: { s: ["a"], p: [{ done: 1, total: 1 }] } },
   { op: "ctx.step", what: /save step/, trap: SAVE_STEP, final: { s: ["a"] } },
-  { op: "run finish (return)", what: /finish workflow/, trap: FOR_UPDATE, final: { s: ["a"] } },
+  { op: "run finish (return)", what: /finish workflow/, trap: FINISH, final: { s: ["a"] } },
 ];
 
 /** A workflow that writes "a", then waits for `go`, then does `op` and returns "done". */

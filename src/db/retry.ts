@@ -3,9 +3,10 @@
 // (isConnectionError) is met by running it again, with a capped backoff, until
 // `timeoutMs` has passed; then the call rejects with ConnectionError. Whatever else the
 // driver throws leaves here as a PgtideError too: the caller never sees a raw one.
+import { AsyncLocalStorage } from "node:async_hooks";
 import { ConnectionError, DatabaseError, EngineClosedError, PgtideError } from "../errors.js";
-import { sleep } from "../sleep.js";
-import { isConnectionError } from "./connect.js";
+import { MAX_TIMER_MS, sleep } from "../sleep.js";
+import { isConnectionError, type Sql } from "./connect.js";
 
 /** The longest pause between two attempts. */
 const MAX_PAUSE_MS = 1000;
@@ -19,16 +20,51 @@ export function backoff(failures: number, signal?: AbortSignal, atMostMs = MAX_P
   return sleep(Math.min(20 * 2 ** Math.min(failures, 10), MAX_PAUSE_MS, atMostMs), signal);
 }
 
+export interface RetryOptions {
+  /** Ends the retries with its reason (the engine's lifetime, a caller's signal). */
+  signal?: AbortSignal;
+  /**
+   * Whether an attempt may also be abandoned at the deadline while it waits (default
+   * true). postgres.js queues a query until a connection answers, however long that
+   * takes; such a query is withdrawn (cancelled) when the call gives up, so it cannot run
+   * later. The writer says false: its one batch in flight must end by itself, or a later
+   * batch could commit around it.
+   */
+  bounded?: boolean;
+}
+
+/** The queries (postgres.js Query objects) made by the current attempt, to withdraw at its deadline. */
+interface Withdrawable {
+  executed?: boolean;
+  cancel?: () => unknown;
+  catch?: (onRejected: (error: unknown) => void) => unknown;
+}
+const attemptQueries = new AsyncLocalStorage<Set<Withdrawable>>();
+
+/**
+ * `sql`, noting each query it makes in the attempt that made it (see retrying), so that
+ * an attempt given up on is withdrawn. Everything else passes through.
+ */
+export function withdrawable(sql: Sql): Sql {
+  return new Proxy(sql, {
+    apply(target, self, args) {
+      const query = Reflect.apply(target, self, args) as Withdrawable;
+      attemptQueries.getStore()?.add(query);
+      return query;
+    },
+  });
+}
+
 /**
  * Runs an idempotent database call, again and again while the failure is transient, for
- * at most `timeoutMs`; then rejects with ConnectionError naming `what`. `signal` (the
- * engine's lifetime, a caller's signal) ends the retries with its reason.
+ * at most `timeoutMs`; then rejects with ConnectionError naming `what`.
  */
-export async function retrying<T>(what: string, timeoutMs: number, call: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+export async function retrying<T>(what: string, timeoutMs: number, call: () => Promise<T>, options: RetryOptions | AbortSignal = {}): Promise<T> {
+  const { signal, bounded = true } = options instanceof AbortSignal ? { signal: options } : options;
   const deadline = Date.now() + timeoutMs;
   for (let failures = 0; ; failures++) {
     try {
-      return await call();
+      return await (bounded ? attempt(call, deadline) : attemptQueries.exit(call));
     } catch (error) {
       if (!isTransient(error)) throw asPgtideError(what, error);
       const left = deadline - Date.now();
@@ -37,6 +73,42 @@ export async function retrying<T>(what: string, timeoutMs: number, call: () => P
       }
       await backoff(failures, signal, left);
     }
+  }
+}
+
+/**
+ * The call, or a NO_ANSWER failure (transient) at the deadline, when the queries it made
+ * that have not been answered are withdrawn: a queued one never runs, a running one is
+ * cancelled by Postgres.
+ */
+async function attempt<T>(call: () => Promise<T>, deadline: number): Promise<T> {
+  const queries = new Set<Withdrawable>();
+  const running = attemptQueries.run(queries, call);
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      for (const query of queries) {
+        if (!query.executed) continue; // a fragment, never sent on its own
+        query.catch?.(() => {}); // its rejection reaches the abandoned call, or nobody
+        // A cancel sent to a server that is down fails: nobody's rejection either.
+        Promise.resolve(query.cancel?.()).catch(() => {});
+      }
+      reject(new NoAnswerError());
+    }, Math.min(Math.max(0, deadline - Date.now()), MAX_TIMER_MS));
+  });
+  running.catch(() => {}); // given up on: what it does later is nobody's rejection
+  try {
+    return await Promise.race([running, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+class NoAnswerError extends Error {
+  readonly code = "NO_ANSWER";
+  constructor() {
+    super("no answer from Postgres");
+    this.name = "NoAnswerError";
   }
 }
 

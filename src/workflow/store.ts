@@ -185,30 +185,17 @@ export async function loadStreams(sql: Sql, workflowId: string): Promise<Map<str
 }
 
 /**
- * Moves a PENDING workflow to a terminal status and, in the same transaction, closes
- * each of its streams that is still open. FOR UPDATE waits out any append batch
- * holding FOR KEY SHARE on the row, so the closes land after every committed entry,
- * and later batches see the new status and are refused.
+ * Moves a PENDING workflow to a terminal status and, in the same statement, closes each
+ * of its streams that is still open (drizzle/0005_finish_function.sql). Its FOR UPDATE
+ * waits out any append batch holding FOR KEY SHARE on the row, so the closes land after
+ * every committed entry, and later batches see the new status and are refused.
  * Returns false if the workflow had already left PENDING.
  */
 export async function finishWorkflow(
   sql: Sql, workflowId: string, status: Exclude<WorkflowStatus, "PENDING">,
   outputJson: string | null, errorJson: string | null,
 ): Promise<boolean> {
-  return sql.begin(async (tx) => {
-    const [row] = whole(await tx`select status from workflow_status where workflow_id = ${workflowId} for update`);
-    if (!row) throw new WorkflowNotFoundError(workflowId);
-    if (row.status !== "PENDING") return false;
-    await tx`
-      update workflow_status
-      set status = ${status}, output = ${outputJson}::text::jsonb,
-          error = ${errorJson}::text::jsonb, updated_at = now()
-      where workflow_id = ${workflowId}`;
-    await tx`
-      insert into stream_entries (workflow_id, key, "offset", value, closed)
-      select ${workflowId}, h.key, h."offset" + 1, null, true
-      from (${streamHeads(tx as unknown as Sql, workflowId)}) h
-      where not h.closed`;
-    return true;
-  });
+  const [row] = whole(await sql`select finish_workflow(${workflowId}, ${status}, ${outputJson}, ${errorJson}) as finished`);
+  if (row?.finished === null || row?.finished === undefined) throw new WorkflowNotFoundError(workflowId);
+  return row.finished as boolean;
 }
