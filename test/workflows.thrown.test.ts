@@ -53,6 +53,17 @@ describe("a thrown value is the same on the first run and on replay", () => {
     expect(replay).toEqual(thrown());
   });
 
+  it.each([
+    ["AggregateError", () => new AggregateError([new Error("a")], "several"), AggregateError],
+    ["DOMException (an abort)", () => new DOMException("stopped", "AbortError"), DOMException],
+  ] as const)("a built-in %s comes back as its class", async (_, thrown, cls) => {
+    const { first, replay } = await firstAndReplay(thrown);
+    for (const error of [first, replay]) {
+      expect(error).toBeInstanceOf(cls);
+      expect((error as Error).message).toBe((thrown() as Error).message);
+    }
+  });
+
   it("an Error comes back as its class with its message and JSON properties", async () => {
     const { first, replay } = await firstAndReplay(() => Object.assign(new TypeError("bad type"), { code: "E_TYPE" }));
     for (const error of [first, replay]) {

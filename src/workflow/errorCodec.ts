@@ -19,6 +19,8 @@ export type StoredError =
       /** Absent for an Error (rows stored before 0.2 have no kind either). */
       kind?: "error";
       name: string;
+      /** The class, when its name is not the error's (a DOMException named "AbortError"). */
+      class?: string;
       message: string;
       stack?: string;
       /** Own enumerable properties that survive JSON (e.g. `code`). */
@@ -33,7 +35,10 @@ export interface EncodedError {
   thrown: unknown;
 }
 
-const BUILTIN: ErrorClass[] = [Error, TypeError, RangeError, SyntaxError, ReferenceError, EvalError, URIError];
+const BUILTIN: ErrorClass[] = [
+  Error, TypeError, RangeError, SyntaxError, ReferenceError, EvalError, URIError, AggregateError,
+  DOMException as unknown as ErrorClass,
+];
 
 export class ErrorCodec {
   private classes = new Map<string, ErrorClass>();
@@ -60,7 +65,9 @@ export class ErrorCodec {
 
   decode(stored: StoredError): unknown {
     if (stored.kind === "value") return stored.value;
-    const cls = this.classes.get(stored.name) ?? Error;
+    const cls = this.classes.get(stored.class ?? stored.name) ?? Error;
+    // Its message and name live in internal slots: only its constructor makes one.
+    if (cls === (DOMException as unknown)) return withStack(new DOMException(stored.message, stored.name), stored.stack);
     const error = Object.create(cls.prototype) as Error;
     Object.defineProperty(error, "message", { value: stored.message, writable: true, configurable: true });
     if (stored.stack) Object.defineProperty(error, "stack", { value: stored.stack, writable: true, configurable: true });
@@ -102,7 +109,11 @@ export class ErrorCodec {
     } catch {
       // A stack that cannot be stored is only a debugging aid.
     }
-    const base = `"name":${name},"message":${message}`;
+    const className = thrown.constructor?.name;
+    const cls = typeof className === "string" && className !== thrown.name && this.classes.has(className)
+      ? `,"class":${JSON.stringify(className)}`
+      : "";
+    const base = `"name":${name}${cls},"message":${message}`;
     const withProps = `${base},"props":{${props.join(",")}}`;
     // The stack goes first when it does not fit, then the extra properties; the name and
     // message must.
@@ -118,4 +129,9 @@ export class ErrorCodec {
     }
     return json;
   }
+}
+
+function withStack<E extends Error>(error: E, stack: string | undefined): E {
+  if (stack) Object.defineProperty(error, "stack", { value: stack, writable: true, configurable: true });
+  return error;
 }
