@@ -245,7 +245,12 @@ describe("redactUrl", () => {
     expect(databaseUrlProblem("postgres://u:p@ss@h/db")).toBeUndefined(); // WHATWG and the driver read it alike
     expect(databaseUrlProblem("postgres://u:pw@h1:1,h2:2/db")).toBeUndefined();
     expect(databaseUrlProblem("mysql://u:pw@h/db")).toMatch(/postgres:\/\//);
-    for (const bad of ["postgres://u:se/cret@h/db", "postgres://u:a#b@h/db", "postgres://u:50%zz@h/db", "postgres://u:p@ss@h1,h2/db", "postgres://u:secret"]) {
+    for (const bad of [
+      "postgres://u:se/cret@h/db", "postgres://u:a#b@h/db", "postgres://u:50%zz@h/db", "postgres://u:p@ss@h1,h2/db", "postgres://u:secret",
+      // Found by the property below: read as host "QéQQ", the driver's ENOTFOUND quoted part of the password.
+      "postgres://postgres:éQQQ@QéQQ/secret@127.0.0.1:1/test",
+      "postgres://postgres@[::1]:5432/secret", // the driver would look up the host "["
+    ]) {
       expect(databaseUrlProblem(bad), bad).toBeDefined();
       expect(databaseUrlProblem(bad), bad).not.toContain("secret");
     }

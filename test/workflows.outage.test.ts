@@ -157,3 +157,19 @@ describe("Engine.open while Postgres is unreachable", () => {
     expect(Date.now() - started).toBeLessThan(15_000);
   }, 30_000);
 });
+
+describe("Engine.open with a URL no connection can use", () => {
+  it("an IPv6 address in brackets is refused up front, naming the problem (the driver would look up the host \"[\")", async () => {
+    const error = await Engine.open({ databaseUrl: "postgres://postgres@[::1]:5432/db" }).then(() => undefined, (e: unknown) => e);
+    expect(error).toMatchObject({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/IPv6 address in brackets/) });
+  });
+
+  it("an unknown host name is a ConnectionError after retryTimeoutMs (DNS may not know it yet), never a DatabaseError", async () => {
+    const error = await Engine.open({ databaseUrl: "postgres://postgres@no-such-host.invalid:5432/db", retryTimeoutMs: 500 }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(ConnectionError);
+    expect(error).toMatchObject({ message: expect.stringMatching(/ENOTFOUND/) });
+  }, 20_000);
+});

@@ -69,6 +69,7 @@ export function applicationName(schema: string, role: ConnectOptions["role"]): s
  */
 const TRANSIENT_CODES = new Set([
   "ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN",
+  "ENOTFOUND", // a name DNS does not know (yet: a container's service name before it starts)
   // Not CONNECTION_ENDED / CONNECTION_DESTROYED: those mean we closed the pool ourselves.
   "CONNECTION_CLOSED", "CONNECT_TIMEOUT", "BROKEN_RESULT", "NO_ANSWER",
   "57P01", // admin_shutdown

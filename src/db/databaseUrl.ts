@@ -25,5 +25,16 @@ export function databaseUrlProblem(url: string): string | undefined {
   if (hosts.includes(",") && hosts.includes("@")) {
     return 'has several hosts and an unencoded "@" in its user name or password (write it %40)';
   }
+  // Two raw "@", the last one after a "/", "?" or "#": a password holding "@" and "/"
+  // unencoded, read as a host (part of the password then goes to DNS, and into the error:
+  // "ENOTFOUND <part of it>").
+  const afterScheme = url.indexOf("://") + 3;
+  const firstDelimiter = url.slice(afterScheme).search(/[/?#]/);
+  if (url.split("@").length > 2 && firstDelimiter >= 0 && url.lastIndexOf("@") > afterScheme + firstDelimiter) {
+    return 'has an "@" after a "/", "?" or "#": percent-encode / ? # @ in the user name and password (e.g. @ as %40)';
+  }
+  // postgres.js splits hosts at ":" for the port: "[::1]" becomes the host "[", which no
+  // connection ever reaches.
+  if (hosts.includes("[")) return "has an IPv6 address in brackets, which the driver cannot read: use a host name";
   return undefined;
 }
