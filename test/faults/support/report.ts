@@ -123,7 +123,7 @@ export async function recordRow(row: ScenarioRow): Promise<void> {
   await withLock(`${RELIABILITY_MD}.lock`, async () => {
     const rows = new Map((await readRows()).map((r) => [r.id, r]));
     rows.set(row.id, row);
-    const text = render([...rows.values()].sort((a, b) => a.id - b.id));
+    const text = render([...rows.values()].sort((a, b) => a.id - b.id), await searchesSection());
     await writeFile(`${RELIABILITY_MD}.tmp`, text);
     await rename(`${RELIABILITY_MD}.tmp`, RELIABILITY_MD);
   });
@@ -168,7 +168,14 @@ async function withLock(lock: string, fn: () => Promise<void>): Promise<void> {
 const n = (x: number) => x.toLocaleString("en-US");
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 
-function render(rows: ScenarioRow[]): string {
+/** The searches (model campaign, matrices, attacks), kept by hand in docs/: placed as they are. */
+async function searchesSection(): Promise<string> {
+  return (await readFile(SEARCHES_MD, "utf8")).trim();
+}
+
+const SEARCHES_MD = fileURLToPath(new URL("../../../docs/reliability-searches.md", import.meta.url));
+
+function render(rows: ScenarioRow[], searches: string): string {
   const total = rows.reduce((sum, r) => sum + r.ms, 0);
   const table = [
     "| # | Scenario | Readers | Written | Read | Lost | Duplicated | Reordered | Faults injected | Time | Postgres | Result |",
@@ -205,8 +212,8 @@ function render(rows: ScenarioRow[]): string {
     "- **A killed worker loses nothing.** A fresh process calling `launch()` resumes the workflow; its",
     "  stream writes land exactly once. Only the step that was running at the moment of the kill runs",
     "  again (steps are at-least-once: make their side effects idempotent).",
-    "- **A slow reader costs bounded memory.** It pages through the table (2,000 entries at a time)",
-    "  instead of buffering what it has not consumed.",
+    "- **A slow reader costs bounded memory.** It pages through the table (2,000 entries or 4 MiB of",
+    "  values at a time) instead of buffering what it has not consumed.",
     "- **Bad input is refused before anything is written**, with a named error and a `code`; hostile",
     "  strings in ids, keys and values are data, never SQL, and come back byte for byte.",
     "",
@@ -221,6 +228,8 @@ function render(rows: ScenarioRow[]): string {
     ...table,
     "",
     `Sum of the scenario times: ${seconds(total)}.`,
+    "",
+    searches,
     "",
     "## The scenarios",
     "",
