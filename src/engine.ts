@@ -101,19 +101,21 @@ export class Engine extends EventEmitter<EngineEvents> {
     let engine: Engine | undefined;
     try {
       // Opening is retried through an outage like every other call; past retryTimeoutMs
-      // it fails with a ConnectionError that says how to get a database.
-      // At least the driver's connect timeout: a healthy server gets its first attempt
-      // whole, however small retryTimeoutMs is.
-      const deadline = AbortSignal.timeout(Math.max(resolved.retryTimeoutMs, CONNECT_TIMEOUT_MS));
-      await retrying("open", resolved.retryTimeoutMs, () => migrateSchema(url!, resolved.schema, deadline), { signal: deadline, bounded: false })
-        .catch((error) => {
-          throw unreachable(url!, deadline.aborted ? new ConnectionError(`no answer within ${Math.max(resolved.retryTimeoutMs, CONNECT_TIMEOUT_MS)} ms`) : error);
+      // it fails with a ConnectionError that says how to get a database. Its deadline is at
+      // least the driver's connect timeout: a healthy server gets its first attempts whole,
+      // however small retryTimeoutMs is.
+      const bound = Math.max(resolved.retryTimeoutMs, CONNECT_TIMEOUT_MS);
+      const deadline = AbortSignal.timeout(bound);
+      const opening = <T>(call: () => Promise<T>) =>
+        retrying("open", resolved.retryTimeoutMs, call, { signal: deadline, bounded: false }).catch((error: unknown) => {
+          throw unreachable(url!, deadline.aborted ? new ConnectionError(`no answer within ${bound} ms`) : error);
         });
+      await opening(() => migrateSchema(url!, resolved.schema, deadline));
       engine = new Engine(resolved, url, embedded);
       // postgres.js learns array types on a pool's first connection; an array query
       // (the writer's) sent before that is malformed. So the pool's first query is this.
-      await engine.call("open", () => engine!.sql`select 1`);
-      await engine.call("open", () => engine!.notifier.start());
+      await opening(() => engine!.sql`select 1`);
+      await opening(() => engine!.notifier.start());
       return engine;
     } catch (error) {
       if (engine) await engine.close();
