@@ -12,6 +12,13 @@ import { isConnectionError, type Sql } from "./connect.js";
 const MAX_PAUSE_MS = 1000;
 
 /**
+ * However small retryTimeoutMs is, an attempt gets this long to be answered: the
+ * deadline bounds retrying, not a healthy server's answer (retryTimeoutMs 1 means "try
+ * once", not "fail").
+ */
+const MIN_ATTEMPT_MS = 1000;
+
+/**
  * The pause before attempt `failures + 1`: 20 ms doubling to 1 s, cut short by `signal`
  * (which rejects it with the signal's reason) and never longer than `atMostMs`.
  * Waiters (readers, getResult) use it with no bound: they give up only on their signal.
@@ -94,7 +101,7 @@ async function attempt<T>(call: () => Promise<T>, deadline: number): Promise<T> 
         Promise.resolve(query.cancel?.()).catch(() => {});
       }
       reject(new NoAnswerError());
-    }, Math.min(Math.max(0, deadline - Date.now()), MAX_TIMER_MS));
+    }, Math.min(Math.max(MIN_ATTEMPT_MS, deadline - Date.now()), MAX_TIMER_MS));
   });
   running.catch(() => {}); // given up on: what it does later is nobody's rejection
   try {
