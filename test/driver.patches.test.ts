@@ -80,6 +80,20 @@ describe("postgres.js after a query fails mid-result", () => {
   });
 });
 
+/** A connection to the test Postgres for `client`, the two closed together. */
+function linkedToPostgres(client: net.Socket): net.Socket {
+  const target = new URL(databaseUrl);
+  const upstream = net.connect(Number(target.port || 5432), target.hostname);
+  for (const socket of [client, upstream]) {
+    socket.on("error", () => {});
+    socket.on("close", () => {
+      client.destroy();
+      upstream.destroy();
+    });
+  }
+  return upstream;
+}
+
 async function waitUntil(check: () => Promise<boolean>, ms = 10_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!(await check())) {
@@ -162,18 +176,10 @@ describe("postgres.js when a connection closes while it fetches the array types"
     const unhandled: unknown[] = [];
     const onUnhandled = (reason: unknown) => unhandled.push(reason);
     process.on("unhandledRejection", onUnhandled);
-    const target = new URL(databaseUrl);
     let cut = false;
     // Forwards to Postgres, and cuts the first connection that asks for the array types.
     const server = net.createServer((client) => {
-      const upstream = net.connect(Number(target.port || 5432), target.hostname);
-      for (const socket of [client, upstream]) {
-        socket.on("error", () => {});
-        socket.on("close", () => {
-          client.destroy();
-          upstream.destroy();
-        });
-      }
+      const upstream = linkedToPostgres(client);
       client.on("data", (chunk: Buffer) => {
         if (!cut && chunk.includes("typcategory")) {
           cut = true;
@@ -208,19 +214,11 @@ describe("postgres.js when a connection closes while it fetches the array types"
 
 describe("postgres.js when the query that opened a connection is cancelled before it connects", () => {
   it("hands the connection to the pool, so the next query runs", async () => {
-    const target = new URL(databaseUrl);
     let letThrough!: () => void;
     const held = new Promise<void>((resolve) => (letThrough = resolve));
     // Forwards to Postgres, but holds each connection's first bytes until released.
     const server = net.createServer((client) => {
-      const upstream = net.connect(Number(target.port || 5432), target.hostname);
-      for (const socket of [client, upstream]) {
-        socket.on("error", () => {});
-        socket.on("close", () => {
-          client.destroy();
-          upstream.destroy();
-        });
-      }
+      const upstream = linkedToPostgres(client);
       client.pause();
       void held.then(() => {
         client.pipe(upstream);
