@@ -4,7 +4,7 @@
 // kill allows a run that ends early and is recovered).
 import type { Journal, Stamped } from "./journal.js";
 import { engineOf } from "./journal.js";
-import { canSucceed, deepEqualJson, matches, printExpect, type ExpectedWrite, type Model } from "./model.js";
+import { deepEqualJson, matches, printExpect, type ExpectedWrite, type Model } from "./model.js";
 import type { Program } from "./program.js";
 import type { ReaderRun } from "./readers.js";
 import { describeError, isAbandonOutcome, printOutcome, type Outcome } from "./values.js";
@@ -354,5 +354,3 @@ function checkStepsAfterEnds(f: CaseFacts, out: string[]): void {
     }
   }
 }
-
-export { canSucceed };

@@ -9,11 +9,10 @@
 // own executorId, so a recovering launch() resumes only this case and the connections
 // of a closed engine can be counted exactly.
 import { randomBytes } from "node:crypto";
-import type { Engine } from "../../src/index.js";
 import { check, type CaseFacts, type Settled, type StoredRow } from "./check.js";
 import { after, count, settle, sinkProblems, type ModelEnv, type OpenedEngine, type Sink } from "./env.js";
 import { printCase, resolvePoint, readerKey, topIndexOf, type Fault, type PointKey, type ReaderSpec, type Schedule } from "./faults.js";
-import { endId, type Hooks } from "./interpreter.js";
+import type { Hooks } from "./interpreter.js";
 import { engineOf, Journal } from "./journal.js";
 import { buildModel, type Model } from "./model.js";
 import { plain, printProgram, type Program } from "./program.js";
@@ -109,7 +108,7 @@ class InProcessCase {
   constructor(private readonly p: PropertyEngines, readonly program: Program, readonly schedule: Schedule) {
     this.env = p.env;
     this.workflowId = `m${p.env.stats.cases}-${randomBytes(3).toString("hex")}`;
-    this.model = buildModel(program, this.workflowId);
+    this.model = buildModel(program);
     this.readers = schedule.readers.map(() => undefined);
     this.perCase = !p.shared || schedule.faults.some((f) => f.kind === "close" || f.kind === "close-during-start");
     const add = (key: PointKey, item: Item) => {
@@ -152,8 +151,10 @@ class InProcessCase {
    * so far and still going, must end while the workflow is held here (the close is stored;
    * nothing after it can come). The deadline only turns a hang into a finding.
    */
-  private promptReaders(point: PointKey): Promise<unknown>[] {
+  private promptReaders(point: PointKey, items: Item[]): Promise<unknown>[] {
     if (!point.startsWith("op:")) return [];
+    // Not while Postgres is (or is about to go) down: a reader waits through an outage.
+    if (this.restartsInFlight > 0 || items.some((i) => i.type === "fault" && i.fault.kind === "restart")) return [];
     const top = topIndexOf(this.program, point);
     const holds: Promise<unknown>[] = [];
     for (const [i, reader] of this.readers.entries()) {
@@ -173,7 +174,7 @@ class InProcessCase {
   /** Fires what is scheduled at `point` (once each); returns what the workflow must wait for. */
   private fire(point: PointKey, run: string, canHold: boolean): Promise<void> | undefined {
     const items = (this.items.get(point) ?? []).filter((i) => !this.fired.has(i));
-    const holds: Promise<unknown>[] = canHold ? this.promptReaders(point) : [];
+    const holds: Promise<unknown>[] = canHold ? this.promptReaders(point, items) : [];
     if (items.length === 0) return holds.length === 0 ? undefined : Promise.all(holds).then(() => {});
     for (const item of items) {
       this.fired.add(item);
@@ -377,9 +378,7 @@ class InProcessCase {
 
   /** Waits for the workflow's end as seen by `e`: its result, its engine closing, or a hang. */
   private async waitEnd(e: OpenedEngine): Promise<{ kind: "settled"; settled: Settled } | { kind: "engine-closed" } | { kind: "hung" }> {
-    const startSeq = this.journal.events.length;
     const result = settle(e.engine.retrieveWorkflow(this.workflowId).getResult());
-    void startSeq;
     const runEnded = this.journal
       .when((ev) => ev.kind === "run-end" && engineOf(ev.run) === e.label)
       .then(() => after(SETTLE_MS));
@@ -546,6 +545,3 @@ class InProcessCase {
     return [...this.late, ...sinkProblems(this.sink)];
   }
 }
-
-export { endId };
-export type { Engine };

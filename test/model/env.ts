@@ -53,6 +53,8 @@ export class ModelEnv {
   readonly stray: unknown[] = [];
   /** Problems found between cases (reported with the property's result). */
   readonly problems: string[] = [];
+  /** Late connections found so far (only the first few are described). */
+  private lateSeen = 0;
   /** Cases whose engines were closed, newest last: to name the one a late connection belongs to. */
   readonly closedCases: { at: number; name: string; printed: string }[] = [];
 
@@ -122,7 +124,9 @@ export class ModelEnv {
     for (const r of rows) {
       const started = (r.backend_start as Date).getTime();
       const culprit = [...this.closedCases].reverse().find((c) => c.at <= started);
-      if (report) this.problems.push(
+      if (report && ++this.lateSeen > 3) {
+        // The first three are printed in full; the rest only counted.
+      } else if (report) this.problems.push(
         `a ${String(r.app).split(":").at(-1)} connection (${r.state}, last query ${JSON.stringify(r.query)}) connected at ${new Date(started).toISOString()}, ` +
           (culprit ? `after the engines of ${culprit.name} had closed (close() resolved at ${new Date(culprit.at).toISOString()}):\n${culprit.printed}` : "before any case closed its engines"),
       );
@@ -134,6 +138,7 @@ export class ModelEnv {
     process.off("unhandledRejection", this.trap);
     process.off("uncaughtException", this.trap);
     const problems: string[] = [...this.problems];
+    if (this.lateSeen > 3) problems.push(`… and ${this.lateSeen - 3} more connections that connected after their engine's close() resolved`);
     for (const u of this.stray) problems.push(`unhandled rejection between cases: ${String((u as Error)?.stack ?? u)}`);
     for (const schema of this.schemas) {
       const left = await this.noBackendsLeft(schema).catch((e: unknown) => `unknown (${String(e)})`);

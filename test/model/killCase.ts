@@ -13,7 +13,6 @@ import { Journal } from "./journal.js";
 import { buildModel } from "./model.js";
 import { plain, type Program } from "./program.js";
 import { abortReader, startReader, type ReaderRun } from "./readers.js";
-import { describeError } from "./values.js";
 import type { FromWorker } from "./worker.js";
 
 const RETRY_TIMEOUT_MS = 5000;
@@ -81,7 +80,7 @@ class KillCase {
 
   constructor(private readonly world: KillWorld, private readonly n: number, readonly program: Program, readonly schedule: Schedule) {
     this.workflowId = `k${n}-${randomBytes(3).toString("hex")}`;
-    this.model = buildModel(program, this.workflowId);
+    this.model = buildModel(program);
     this.readers = schedule.readers.map(() => undefined);
   }
 
@@ -253,5 +252,3 @@ class KillCase {
     return sinkProblems(this.sink);
   }
 }
-
-export { describeError };

@@ -7,5 +7,5 @@ import { it } from "vitest";
 import { runBounded } from "./vitestRun.js";
 
 it("in-process faults: every generated program keeps pgtide's promises", { timeout: 180_000 }, async () => {
-  await runBounded("inprocess", { searchSeconds: 25, shrinkSeconds: 15 });
+  await runBounded("inprocess", { searchSeconds: 22, shrinkSeconds: 10 });
 });

@@ -6,5 +6,5 @@ import { it } from "vitest";
 import { runBounded } from "./vitestRun.js";
 
 it("worker SIGKILLs: every generated program keeps pgtide's promises", { timeout: 180_000 }, async () => {
-  await runBounded("kill", { searchSeconds: 12, shrinkSeconds: 10 });
+  await runBounded("kill", { searchSeconds: 12, shrinkSeconds: 8 });
 });

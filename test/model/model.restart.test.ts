@@ -6,5 +6,5 @@ import { it } from "vitest";
 import { runBounded } from "./vitestRun.js";
 
 it("Postgres restarts and outages: every generated program keeps pgtide's promises", { timeout: 180_000 }, async () => {
-  await runBounded("restart", { searchSeconds: 8, shrinkSeconds: 10 });
+  await runBounded("restart", { searchSeconds: 8, shrinkSeconds: 8 });
 });

@@ -94,8 +94,7 @@ function valueExpect(value: Value): Expect {
   }
 }
 
-export function buildModel(program: Program, workflowId: string): Model {
-  void workflowId;
+export function buildModel(program: Program): Model {
   const model: Model = { outcomes: new Map(), writes: new Map(), inStep: [], inStepKeys: new Set(), steps: [], end: { status: "SUCCESS", value: undefined } };
   const closed = new Set<string>();
   let stepCount = 0;
@@ -222,7 +221,6 @@ export function buildModel(program: Program, workflowId: string): Model {
       case "all": {
         // Every branch's first call is made before any step body of the group runs.
         const firsts = op.branches.map((b) => b.first);
-        const nonSteps = firsts.filter((f) => f.op !== "step");
         // Calls happen in branch order; closes affect later branches' writes at once.
         const results = new Map<number, { ok: boolean; value?: unknown }>();
         const stepsPending: StepOp[] = [];
@@ -230,7 +228,6 @@ export function buildModel(program: Program, workflowId: string): Model {
           if (f.op === "step") stepsPending.push(f);
           else results.set(f.id, runFirst(f, "catch", closed));
         }
-        void nonSteps;
         // Step numbers follow the order of ctx.step calls (branch order); their writes see every close of the group.
         const closedForWrites = new Set(closed);
         for (const s of stepsPending) results.set(s.id, runFirst(s, "catch", closedForWrites));
@@ -274,19 +271,31 @@ export function sameOutcome(a: Outcome, b: Outcome): boolean {
   return deepEqualJson(a, b);
 }
 
-/** Deep equality of JSON values, ignoring object key order (as jsonb does). */
+/**
+ * Deep equality of JSON values, ignoring object key order (as jsonb does). Iterative: a
+ * value nested 100,000 deep (which pgtide may store) must not overflow the stack here.
+ */
 export function deepEqualJson(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (typeof a !== typeof b || a === null || b === null || typeof a !== "object") return false;
-  if (Array.isArray(a) !== Array.isArray(b)) return false;
-  if (Array.isArray(a)) {
-    const bb = b as unknown[];
-    return a.length === bb.length && a.every((x, i) => deepEqualJson(x, bb[i]));
+  const stack: [unknown, unknown][] = [[a, b]];
+  while (stack.length > 0) {
+    const [x, y] = stack.pop()!;
+    if (x === y) continue;
+    if (typeof x !== typeof y || x === null || y === null || typeof x !== "object") return false;
+    if (Array.isArray(x) !== Array.isArray(y)) return false;
+    if (Array.isArray(x)) {
+      const yy = y as unknown[];
+      if (x.length !== yy.length) return false;
+      for (let i = 0; i < x.length; i++) stack.push([x[i], yy[i]]);
+      continue;
+    }
+    const kx = Object.keys(x as object);
+    if (kx.length !== Object.keys(y as object).length) return false;
+    for (const k of kx) {
+      if (!Object.prototype.hasOwnProperty.call(y, k)) return false;
+      stack.push([(x as Record<string, unknown>)[k], (y as Record<string, unknown>)[k]]);
+    }
   }
-  const ka = Object.keys(a as object);
-  const kb = Object.keys(b as object);
-  if (ka.length !== kb.length) return false;
-  return ka.every((k) => Object.prototype.hasOwnProperty.call(b, k) && deepEqualJson((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]));
+  return true;
 }
 
 export function printExpect(expect: Expect): string {
