@@ -13,6 +13,8 @@
 //   left that internal query's rejection unhandled: a crash under Node's defaults;
 // - a query cancelled while its connection was being made left that connection in the
 //   connecting queue for good: with max 1, every later query waited for ever.
+// - a query queued when end() was called made its connection connect again after end()
+//   (and a reconnect waiting out its delay did too): a pool its owner closed kept one.
 import net from "node:net";
 import postgres from "postgres";
 import { afterEach, describe, expect, it } from "vitest";
@@ -241,6 +243,44 @@ describe("postgres.js when the query that opened a connection is cancelled befor
       expect(await within(5000, "the next query", sql`select 2 as two`)).toEqual([{ two: 2 }]);
     } finally {
       await sql.end({ timeout: 1 });
+      server.close();
+    }
+  });
+});
+
+describe("postgres.js when end() comes while a connection waits to reconnect", () => {
+  it("does not connect again afterwards (a pool its owner closed kept a connection)", async () => {
+    let accepting = false;
+    let connected = 0;
+    // Refuses (drops at once) until `accepting`, then forwards to Postgres.
+    const server = net.createServer((client) => {
+      if (!accepting) {
+        client.resetAndDestroy();
+        return;
+      }
+      connected++;
+      const upstream = linkedToPostgres(client);
+      client.pipe(upstream);
+      upstream.pipe(client);
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const url = new URL(databaseUrl);
+    url.hostname = "127.0.0.1";
+    url.port = String((server.address() as net.AddressInfo).port);
+    // A fixed 2 s between attempts: the second query's attempt waits that long.
+    const sql = postgres(url.toString(), { max: 1, onnotice: () => {}, backoff: () => 2 });
+    try {
+      await expect(sql`select 1`).rejects.toMatchObject({ code: "ECONNRESET" });
+      const started = Date.now();
+      const second = sql`select 2`.catch((e: unknown) => e); // waits for the reconnect delay
+      await sql.end({ timeout: 0 });
+      expect(await second).toMatchObject({ code: expect.stringMatching(/CONNECTION_(DESTROYED|ENDED)/) });
+      expect(Date.now() - started).toBeLessThan(1000); // ended during the delay, not after an attempt
+      accepting = true;
+      // Nothing announces that something did not happen: give the old delay and a half.
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+      expect(connected).toBe(0);
+    } finally {
       server.close();
     }
   });

@@ -93,7 +93,10 @@ export class Notifier {
       },
       onclose: () => this.lost(conn),
     });
+    // One listener connection: one made by an attempt that overlapped this one goes.
+    const previous = this.conn;
     this.conn = conn;
+    if (previous) void previous.end({ timeout: 0 });
     try {
       await conn.unsafe(`listen "${channel.replace(/"/g, '""')}"`);
     } catch (error) {
@@ -101,7 +104,17 @@ export class Notifier {
       void conn.end({ timeout: 0 });
       throw error;
     }
-    if (this.closed || this.conn !== conn) return;
+    if (this.closed) {
+      // close() came while we connected: this connection must not outlive the engine.
+      void conn.end({ timeout: 0 });
+      return;
+    }
+    if (this.conn !== conn) {
+      // Lost again between the LISTEN and here (a second kill): the reconnect loop must
+      // go on. Returning quietly left it ended, and the engine deaf for good.
+      void conn.end({ timeout: 0 });
+      throw Object.assign(new Error("the listener connection closed as it started listening"), { code: "CONNECTION_CLOSED" });
+    }
     this.listening = true;
     const reconnected = this.everListened;
     this.everListened = true;
