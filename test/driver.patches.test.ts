@@ -15,6 +15,10 @@
 //   connecting queue for good: with max 1, every later query waited for ever.
 // - a query queued when end() was called made its connection connect again after end()
 //   (and a reconnect waiting out its delay did too): a pool its owner closed kept one.
+// - a query the pool pipelined onto a connection between its socket's error and its close
+//   was never settled (a killed backend written to: getResult hung after a cancel);
+// - a close with a write still queued kept the cleared write timer: on the next
+//   connection no write under 1 kB was ever sent, its startup included.
 import net from "node:net";
 import postgres from "postgres";
 import { afterEach, describe, expect, it } from "vitest";
@@ -283,5 +287,66 @@ describe("postgres.js when end() comes while a connection waits to reconnect", (
     } finally {
       server.close();
     }
+  });
+});
+
+describe("postgres.js between a connection's error and its close", () => {
+  it("settles a query pipelined onto the connection in that window (it waited for ever)", async () => {
+    // A socket error (EPIPE, ECONNRESET: a killed backend written to) rejects what the
+    // connection holds; 'close' follows a turn of the event loop later. A query the pool
+    // pipelined onto the connection in between went to `sent`, and the close, having had
+    // an error, rejected nothing: that query never settled.
+    let socket: net.Socket | undefined;
+    const sql = postgres(databaseUrl, {
+      max: 1,
+      onnotice: () => {},
+      socket: ({ host, port }: { host: string[]; port: number[] }) => (socket = net.connect(port[0]!, host[0]!)),
+    } as postgres.Options<{}>);
+    opened.push(sql);
+    const sleep = (s: number) => sql`select pg_sleep(${s})`;
+    await sleep(0); // described once, so the next one may have others pipelined behind it
+    const [{ pid }] = (await sql`select pg_backend_pid() as pid`) as unknown as [{ pid: number }];
+    const first = sleep(30).then(() => undefined, (error: unknown) => error);
+    await waitUntil(async () => {
+      const [row] = await admin`select wait_event from pg_stat_activity where pid = ${pid}`;
+      return row?.wait_event === "PgSleep";
+    });
+    let pipelined: Promise<unknown> | undefined;
+    // Added after the driver's own listener: it runs once the driver has handled the error.
+    socket!.on("error", () => (pipelined ??= sql`select 1 as one`.then((rows) => rows, (error: unknown) => error)));
+    socket!.destroy(Object.assign(new Error("read ECONNRESET"), { code: "ECONNRESET" }));
+    expect(await within(5000, "the first query", first)).toMatchObject({ code: "ECONNRESET" });
+    await within(5000, "the error event", new Promise<void>((resolve) => (pipelined ? resolve() : socket!.once("close", () => resolve()))));
+    expect(pipelined, "a query was made in the window").toBeDefined();
+    const outcome = await within(5000, "the query made between error and close", pipelined!);
+    expect(outcome).toSatisfy((x: unknown) => Array.isArray(x) || (x as { code?: string }).code !== undefined);
+    await admin`select pg_terminate_backend(${pid})`; // still asleep: nobody told it
+  });
+});
+
+describe("postgres.js when a connection closes with a write still queued", () => {
+  it("sends the next connection's startup (a stale write timer held every short write back)", async () => {
+    // A query made in one turn is written in the next (setImmediate); a close handled in
+    // between cleared that timer but kept it and the unsent bytes. On the new connection
+    // every write under 1 kB waited behind the stale timer: the startup was never sent.
+    let socket: net.Socket | undefined;
+    const sql = postgres(databaseUrl, {
+      max: 1,
+      onnotice: () => {},
+      connect_timeout: 30,
+      socket: ({ host, port }: { host: string[]; port: number[] }) => (socket = net.connect(port[0]!, host[0]!)),
+    } as postgres.Options<{}>);
+    opened.push(sql);
+    await sql`select 1`;
+    const cut = await new Promise<unknown>((resolve) =>
+      setImmediate(() => {
+        // Written at the next check phase; the close callback of this turn comes first.
+        const queued = sql`select 1`.then(() => undefined, (error: unknown) => error);
+        socket!.destroy();
+        resolve(queued);
+      }),
+    );
+    expect(await within(5000, "the query cut off", cut as Promise<unknown>)).toMatchObject({ code: "CONNECTION_CLOSED" });
+    expect(await within(5000, "a query on the next connection", sql`select 2 as two`)).toEqual([{ two: 2 }]);
   });
 });

@@ -5,11 +5,15 @@ export class WorkflowWatch {
 
   /** Registers before the caller reads the status, so no wake-up is missed. */
   subscribe(workflowId: string): { changed: (signal?: AbortSignal) => Promise<void>; close: () => void } {
-    let wake: () => void = () => {};
-    let fired = false;
+    // A wake-up with nobody waiting is kept for the next wait: it can come while the
+    // caller re-reads the status after the previous one (a reconnect, then the NOTIFY).
+    let owed = false;
+    let waiting: (() => void) | undefined;
     const listener = () => {
-      fired = true;
-      wake();
+      const wake = waiting;
+      waiting = undefined;
+      if (wake) wake();
+      else owed = true;
     };
     let set = this.waiters.get(workflowId);
     if (!set) this.waiters.set(workflowId, (set = new Set()));
@@ -17,15 +21,17 @@ export class WorkflowWatch {
     return {
       changed: (signal) =>
         new Promise<void>((resolve, reject) => {
-          if (fired) {
-            fired = false;
+          if (owed) {
+            owed = false;
             return resolve();
           }
           if (signal?.aborted) return reject(signal.reason);
-          const abort = () => reject(signal!.reason);
+          const abort = () => {
+            waiting = undefined;
+            reject(signal!.reason);
+          };
           signal?.addEventListener("abort", abort, { once: true });
-          wake = () => {
-            fired = false;
+          waiting = () => {
             signal?.removeEventListener("abort", abort);
             resolve();
           };
