@@ -2,11 +2,12 @@
 // forgets a connection drops its packets without closing it: a query sent on it then
 // waits for the kernel's keepalive to give up, about 11 minutes with Linux's defaults,
 // and so did every call behind it (the black-box attack held getStatus and close() for
-// 90 s and more). Here a socket that has sent something and heard nothing back for
-// `quietMs` is destroyed with ETIMEDOUT: the query fails as a transient error and is
-// retried on a new connection. (The listener has its heartbeat for the same job.) Not
-// used on TLS connections (see connect.ts): those rely on the call's own deadline.
+// 90 s and more). Here a socket that owes an answer and has heard nothing for `quietMs`
+// is destroyed with ETIMEDOUT: the query fails as a transient error and is retried on a
+// new connection. (The listener has its heartbeat for the same job.) Not used on TLS
+// connections (see connect.ts): those rely on the call's own deadline.
 import net from "node:net";
+import { ProtocolCounter } from "./protocolCounter.js";
 
 /** The part of postgres.js's options a socket factory receives. */
 interface SocketOptions {
@@ -23,24 +24,34 @@ export function answerWatchedSockets(quietMs: number): (options: SocketOptions) 
     const socket = options.path
       ? net.connect(options.path)
       : net.connect(options.port[i] ?? options.port[0] ?? 5432, options.host[i] ?? "localhost");
-    let timer: NodeJS.Timeout | undefined;
-    const quiet = () => {
-      const error = Object.assign(new Error(`no answer from Postgres for ${quietMs} ms (a silent connection)`), { code: "ETIMEDOUT" });
-      socket.destroy(error);
-    };
-    // Owed an answer from the first byte sent until the first byte back; an answer in
-    // several parts arrives in quick succession, and an idle connection owes nothing.
-    const write = socket.write.bind(socket) as (...args: unknown[]) => boolean;
-    socket.write = ((...args: unknown[]) => {
-      timer ??= setTimeout(quiet, quietMs).unref();
-      return write(...args);
-    }) as typeof socket.write;
-    const answered = () => {
-      clearTimeout(timer);
-      timer = undefined;
-    };
-    socket.on("data", answered);
-    socket.on("close", answered);
+    watch(socket, quietMs);
     return socket;
   };
+}
+
+function watch(socket: net.Socket, quietMs: number): void {
+  // Answers are counted by the protocol, not by bytes: the answer to one query must not
+  // clear the watch over a second one pipelined behind it.
+  const owed = new ProtocolCounter();
+  let timer: NodeJS.Timeout | undefined;
+  const quiet = () => {
+    const error = Object.assign(new Error(`no answer from Postgres for ${quietMs} ms (a silent connection)`), { code: "ETIMEDOUT" });
+    socket.destroy(error);
+  };
+  // Any byte is progress (a long result streams): the silence is measured from the last.
+  const rearm = () => {
+    clearTimeout(timer);
+    timer = owed.waiting ? setTimeout(quiet, quietMs).unref() : undefined;
+  };
+  const write = socket.write.bind(socket) as (...args: unknown[]) => boolean;
+  socket.write = ((...args: unknown[]) => {
+    if (Buffer.isBuffer(args[0]) || args[0] instanceof Uint8Array) owed.sent(args[0]);
+    if (owed.waiting && !timer) rearm();
+    return write(...args);
+  }) as typeof socket.write;
+  socket.on("data", (data: Buffer) => {
+    owed.received(data);
+    rearm();
+  });
+  socket.on("close", () => clearTimeout(timer));
 }
