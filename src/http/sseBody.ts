@@ -13,18 +13,25 @@ const CLOSE = encoder.encode("event: close\ndata:\n\n");
  * `stop` is aborted when the body ends for any reason; `signal` (which includes `stop`)
  * aborts the reader and ends the body. Either way the reader is freed at once. A reader
  * ended by the engine closing ends the body without the close event.
+ *
+ * `request` is held until the body ends: Node's Request follows the signal it was made
+ * with only while the Request itself is reachable (nodejs/node#55428), so a client that
+ * left after a garbage collection was otherwise never noticed.
  */
 export function sseBody(
   entries: AsyncGenerator<StreamEntry, void, undefined>,
   stop: AbortController,
   signal: AbortSignal,
   heartbeatMs: number,
+  request: Request,
 ): ReadableStream<Uint8Array> {
   let heartbeat: NodeJS.Timeout | undefined;
   let finished = false;
+  const holding: { request?: Request } = { request };
   const finish = () => {
     if (finished) return false;
     finished = true;
+    delete holding.request;
     clearInterval(heartbeat);
     stop.abort();
     // Frees the reader even when it is parked at a yield rather than waiting on the signal.

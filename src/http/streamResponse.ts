@@ -114,7 +114,7 @@ export async function streamResponse(engine: Engine, options: StreamResponseOpti
     const stop = new AbortController();
     const signal = AbortSignal.any([request.signal, stop.signal]);
     const entries = engine.readStreamEntries(workflowId, key, { fromOffset: query.from, signal });
-    return new Response(sseBody(entries, stop, signal, heartbeatMs), {
+    return new Response(sseBody(entries, stop, signal, heartbeatMs, request), {
       status: 200,
       headers: {
         "content-type": "text/event-stream; charset=utf-8",
