@@ -40,8 +40,11 @@ function watch(socket: net.Socket, quietMs: number): void {
   };
   // Any byte is progress (a long result streams): the silence is measured from the last.
   const rearm = () => {
-    clearTimeout(timer);
-    timer = owed.waiting ? setTimeout(quiet, quietMs).unref() : undefined;
+    if (!owed.waiting) {
+      clearTimeout(timer);
+      timer = undefined;
+    } else if (timer) timer.refresh();
+    else timer = setTimeout(quiet, quietMs).unref();
   };
   const write = socket.write.bind(socket) as (...args: unknown[]) => boolean;
   socket.write = ((...args: unknown[]) => {
