@@ -15,6 +15,7 @@ import {
   WorkflowConflictError, WorkflowNotFoundError, WorkflowNotRegisteredError,
 } from "./errors.js";
 import { encodeJson } from "./json.js";
+import { untilAborted } from "./sleep.js";
 import type { Entry } from "./streams/feed.js";
 import { readPage } from "./streams/pageReads.js";
 import { StreamFeeds } from "./streams/feeds.js";
@@ -107,7 +108,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       const bound = Math.max(resolved.retryTimeoutMs, CONNECT_TIMEOUT_MS);
       const deadline = AbortSignal.timeout(bound);
       const opening = <T>(call: () => Promise<T>) =>
-        retrying("open", resolved.retryTimeoutMs, call, { signal: deadline, bounded: false }).catch((error: unknown) => {
+        retrying("open", resolved.retryTimeoutMs, call, { signal: deadline, withdraw: "none" }).catch((error: unknown) => {
           throw unreachable(url!, deadline.aborted ? new ConnectionError(`no answer within ${bound} ms`) : error);
         });
       await opening(() => migrateSchema(url!, resolved.schema, deadline));
@@ -276,8 +277,10 @@ export class Engine extends EventEmitter<EngineEvents> {
       for (let failures = 0; ;) {
         let row: WorkflowRow;
         try {
-          row = await getWorkflow(this.sql, workflowId);
+          // Raced against the signal: a read on a silent connection may take a while to fail.
+          row = await untilAborted(getWorkflow(this.sql, workflowId), lifetime);
         } catch (error) {
+          if (lifetime.aborted && error === lifetime.reason) throw error;
           // A waiter waits out an outage of any length, like a reader: only its signal ends it.
           if (!isConnectionError(error)) throw asPgtideError("get workflow", error);
           await backoff(failures++, lifetime);

@@ -31,19 +31,27 @@ export interface RetryOptions {
   /** Ends the retries with its reason (the engine's lifetime, a caller's signal). */
   signal?: AbortSignal;
   /**
-   * Whether an attempt may also be abandoned at the deadline while it waits (default
-   * true). postgres.js queues a query until a connection answers, however long that
-   * takes; such a query is withdrawn (cancelled) when the call gives up, so it cannot run
-   * later. The writer says false: its one batch in flight must end by itself, or a later
-   * batch could commit around it.
+   * Which of an attempt's queries are withdrawn when it is given up at the deadline.
+   * postgres.js queues a query until a connection answers, however long that takes; a
+   * withdrawn one is cancelled, so it cannot run later.
+   * - "any" (the default): all of them; a running one is cancelled by Postgres.
+   * - "unsent": only while none of them is on the wire. The writer's: its one batch in
+   *   flight must end by itself, or a later batch could commit around it; one still
+   *   queued for a connection has not run and never will, so a refusing or silent server
+   *   cannot hold the call past the deadline (a sent one is ended by the answer watch).
+   * - "none": the attempt runs to its end (opening: a first connection gets its whole
+   *   connect timeout, however small retryTimeoutMs is).
    */
-  bounded?: boolean;
+  withdraw?: "any" | "unsent" | "none";
 }
 
 /** The queries (postgres.js Query objects) made by the current attempt, to withdraw at its deadline. */
 interface Withdrawable {
   executed?: boolean;
+  /** Set when the query is written to a connection. */
+  state?: unknown;
   cancel?: () => unknown;
+  then?: (onFulfilled: () => void, onRejected: () => void) => unknown;
   catch?: (onRejected: (error: unknown) => void) => unknown;
 }
 const attemptQueries = new AsyncLocalStorage<Set<Withdrawable>>();
@@ -67,11 +75,11 @@ export function withdrawable(sql: Sql): Sql {
  * at most `timeoutMs`; then rejects with ConnectionError naming `what`.
  */
 export async function retrying<T>(what: string, timeoutMs: number, call: () => Promise<T>, options: RetryOptions | AbortSignal = {}): Promise<T> {
-  const { signal, bounded = true } = options instanceof AbortSignal ? { signal: options } : options;
+  const { signal, withdraw = "any" } = options instanceof AbortSignal ? { signal: options } : options;
   const deadline = Date.now() + timeoutMs;
   for (let failures = 0; ; failures++) {
     try {
-      return await (bounded ? attempt(call, deadline) : attemptQueries.exit(call));
+      return await (withdraw === "none" ? attemptQueries.exit(call) : attempt(call, deadline, withdraw));
     } catch (error) {
       if (!isTransient(error)) throw asPgtideError(what, error);
       const left = deadline - Date.now();
@@ -86,30 +94,47 @@ export async function retrying<T>(what: string, timeoutMs: number, call: () => P
 /**
  * The call, or a NO_ANSWER failure (transient) at the deadline, when the queries it made
  * that have not been answered are withdrawn: a queued one never runs, a running one is
- * cancelled by Postgres.
+ * cancelled by Postgres. With "unsent", while one is on the wire the attempt waits on.
  */
-async function attempt<T>(call: () => Promise<T>, deadline: number): Promise<T> {
+async function attempt<T>(call: () => Promise<T>, deadline: number, withdraw: "any" | "unsent"): Promise<T> {
   const queries = new Set<Withdrawable>();
   const running = attemptQueries.run(queries, call);
   let timer: NodeJS.Timeout | undefined;
+  let over = false;
   const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      for (const query of queries) {
-        if (!query.executed) continue; // a fragment, never sent on its own
+    const giveUp = async () => {
+      // Fragments are never sent on their own; an executed query may be asked for its
+      // outcome without side effects, and a settled one reports within a turn.
+      const executed = [...queries].filter((query) => query.executed);
+      const settled = new Set<Withdrawable>();
+      for (const query of executed) query.then?.(() => settled.add(query), () => settled.add(query));
+      await new Promise((resolve) => setImmediate(resolve));
+      const pending = executed.filter((query) => !settled.has(query));
+      if (over) return;
+      if (withdraw === "unsent" && pending.some((query) => query.state)) {
+        timer = setTimeout(() => void giveUp(), RECHECK_MS);
+        return;
+      }
+      for (const query of pending) {
         query.catch?.(() => {}); // its rejection reaches the abandoned call, or nobody
         // A cancel sent to a server that is down fails: nobody's rejection either.
         Promise.resolve(query.cancel?.()).catch(() => {});
       }
       reject(new NoAnswerError());
-    }, Math.min(Math.max(MIN_ATTEMPT_MS, deadline - Date.now()), MAX_TIMER_MS));
+    };
+    timer = setTimeout(() => void giveUp(), Math.min(Math.max(MIN_ATTEMPT_MS, deadline - Date.now()), MAX_TIMER_MS));
   });
   running.catch(() => {}); // given up on: what it does later is nobody's rejection
   try {
     return await Promise.race([running, late]);
   } finally {
+    over = true;
     clearTimeout(timer);
   }
 }
+
+/** How often an attempt past its deadline looks again whether its query left the wire. */
+const RECHECK_MS = 100;
 
 class NoAnswerError extends Error {
   readonly code = "NO_ANSWER";

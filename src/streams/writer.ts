@@ -104,7 +104,7 @@ export class StreamWriter {
   private async commit(batch: Queued[]): Promise<void> {
     let live: Set<string>;
     try {
-      live = await retrying("append to stream", this.retryTimeoutMs, () => this.insert(batch), { bounded: false });
+      live = await retrying("append to stream", this.retryTimeoutMs, () => this.insert(batch), { withdraw: "unsent" });
     } catch (error) {
       this.lose(batch, error);
       return;
