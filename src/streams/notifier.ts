@@ -6,7 +6,7 @@
 // for good if its re-LISTEN fails while Postgres is down. A heartbeat also asks
 // Postgres whether we are still listening, which catches a half-open TCP path that
 // never reports a close: the worst case to notice one is about 2 × heartbeatMs.
-import { connect, type Sql } from "../db/connect.js";
+import { connect, CONNECT_TIMEOUT_MS, type Sql } from "../db/connect.js";
 
 export interface NotifierOptions {
   url: string;
@@ -97,12 +97,26 @@ export class Notifier {
     const previous = this.conn;
     this.conn = conn;
     if (previous) void previous.end({ timeout: 0 });
+    // A LISTEN that gets no answer (a path gone silent after the startup) fails the
+    // attempt, so open() gives up and the reconnect loop goes on: waiting on it left
+    // open() hanging and a reconnected engine deaf for good. The heartbeat's bound.
+    const listenMs = Math.min(Math.max(2 * this.options.heartbeatMs, 1000), CONNECT_TIMEOUT_MS);
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await conn.unsafe(`listen "${channel.replace(/"/g, '""')}"`);
+      const listening = conn.unsafe(`listen "${channel.replace(/"/g, '""')}"`);
+      listening.catch(() => {}); // given up on at the deadline: its failure is nobody's
+      await Promise.race([
+        listening,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(Object.assign(new Error(`no answer to LISTEN within ${listenMs} ms`), { code: "NO_ANSWER" })), listenMs);
+        }),
+      ]);
     } catch (error) {
       if (this.conn === conn) this.conn = undefined;
       void conn.end({ timeout: 0 });
       throw error;
+    } finally {
+      clearTimeout(timer);
     }
     if (this.closed) {
       // close() came while we connected: this connection must not outlive the engine.

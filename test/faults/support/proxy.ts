@@ -38,6 +38,7 @@ export class PausableProxy {
   private readonly connections = new Set<Connection>();
   private nextId = 1;
   private hold: ((c: ProxiedConnection) => boolean) | undefined;
+  private trap: ((c: ProxiedConnection, chunk: Buffer) => boolean) | undefined;
   /** Connections held at the door so far. */
   held = 0;
   private onStalled: (() => void) | undefined;
@@ -84,6 +85,11 @@ export class PausableProxy {
       }
     }
     return count;
+  }
+
+  /** From the first client chunk `match` accepts, that connection is blackholed (the chunk too). */
+  blackholeWhen(match: ((c: ProxiedConnection, chunk: Buffer) => boolean) | undefined): void {
+    this.trap = match;
   }
 
   /** New connections that match wait (their startup unanswered) until `release()`. */
@@ -208,7 +214,10 @@ export class PausableProxy {
         }
         if (!this.hold?.(c)) this.forwardWaiting(c);
       } else if (c.blackholed) this.dropped += chunk.length;
-      else upstream.write(chunk);
+      else if (this.trap?.(c, chunk)) {
+        c.blackholed = true;
+        this.dropped += chunk.length;
+      } else upstream.write(chunk);
     });
     upstream.on("data", (chunk: Buffer) => {
       if (c.blackholed) this.dropped += chunk.length;
