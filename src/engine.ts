@@ -28,7 +28,7 @@ import { ErrorCodec, type StoredError } from "./workflow/errorCodec.js";
 import { WorkflowHandle } from "./workflow/handle.js";
 import { runWorkflow, type WorkflowFunction } from "./workflow/runner.js";
 import {
-  finishWorkflow, getWorkflow, insertWorkflow, listWorkflows, pendingWorkflows,
+  finishedAmong, finishWorkflow, getWorkflow, insertWorkflow, listWorkflows, pendingWorkflows,
   type WorkflowRow, type WorkflowStatus,
 } from "./workflow/store.js";
 import { WorkflowWatch } from "./workflow/watch.js";
@@ -459,7 +459,26 @@ export class Engine extends EventEmitter<EngineEvents> {
     }
     this.feeds.resetAll();
     this.watch.notifyAll();
+    this.recheckRuns();
     this.emit("reconnected");
+  }
+
+  /**
+   * A cancel (or a finish elsewhere) committed while the listener was away sent its
+   * NOTIFY to nobody: after a reconnect, our runs' rows are asked once, and a run whose
+   * workflow left PENDING ends as the notification would have ended it.
+   */
+  private recheckRuns(): void {
+    const ids = [...this.runs.keys()];
+    if (ids.length === 0 || this.closing) return;
+    this.call("check running workflows", () => finishedAmong(this.sql, ids)).then((finished) => {
+      for (const [id, status] of finished) {
+        this.runs.get(id)?.abort(status === "CANCELLED" ? new WorkflowCancelledError(id) : new WorkflowFinishedError(id, status));
+      }
+    }, (error: unknown) => {
+      // Not listening again yet, or closing: each run still checks before its next step.
+      if (!(error instanceof EngineClosedError)) this.report(error);
+    });
   }
 
   private report(error: unknown): void {

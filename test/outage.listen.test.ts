@@ -68,3 +68,37 @@ describe("a LISTEN that is never answered", () => {
     expect(await within(10_000, "getResult", result)).toBe("done");
   });
 });
+
+describe("a cancel committed while the listener was away", () => {
+  it("still reaches the run: after the reconnect its ctx.signal aborts (its NOTIFY went to nobody)", async () => {
+    const proxy = await proxied();
+    const engine = await openEngine({ databaseUrl: proxy.url(databaseUrl), heartbeatMs: 300 });
+    engine.on("error", () => {});
+    closers.push(() => engine.close());
+    const other = await openEngine({ schema: engine.schema });
+    closers.push(() => other.close());
+    const inStep = gate();
+    const aborted = gate<unknown>();
+    const wf = engine.workflow("cancelled-away", async (ctx) => {
+      await ctx.step("long call", () => new Promise<void>((resolve) => {
+        inStep.open();
+        ctx.signal.addEventListener("abort", () => {
+          aborted.open(ctx.signal.reason);
+          resolve();
+        }, { once: true });
+      }));
+      return "not cancelled";
+    });
+    const handle = await wf.start();
+    await within(5000, "the step", inStep.promise);
+    const trap = silenceListen(proxy, 1);
+    await admin`select pg_terminate_backend(pid) from pg_stat_activity where application_name = ${engine.applicationName("listener")}`;
+    await within(10_000, "the reconnect's LISTEN to be dropped", new Promise<void>((resolve) => {
+      const look = () => (trap.trapped() > 0 ? resolve() : setTimeout(look, 10));
+      look();
+    }));
+    await other.cancelWorkflow(handle.workflowId); // its NOTIFY finds no listener of `engine`
+    expect(await within(10_000, "ctx.signal to abort", aborted.promise)).toMatchObject({ code: "WORKFLOW_CANCELLED" });
+  });
+});
+

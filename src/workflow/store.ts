@@ -61,6 +61,14 @@ export async function getWorkflow(sql: Sql, workflowId: string): Promise<Workflo
   return toWorkflowRow(row);
 }
 
+/** Those of `workflowIds` that have left PENDING, with their status. */
+export async function finishedAmong(sql: Sql, workflowIds: string[]): Promise<Map<string, WorkflowStatus>> {
+  const rows = whole(await sql`
+    select workflow_id, status from workflow_status
+    where workflow_id = any(${sql.array(workflowIds, 25)}::text[]) and status <> 'PENDING'`); // 25: text
+  return new Map(rows.map((r) => [r.workflow_id as string, r.status as WorkflowStatus]));
+}
+
 /** The workflow's status alone (a run asks before each step it executes). */
 export async function statusOf(sql: Sql, workflowId: string): Promise<WorkflowStatus> {
   const [row] = whole(await sql`select status from workflow_status where workflow_id = ${workflowId}`);
