@@ -73,6 +73,9 @@ export interface EngineEvents {
 /** Rows read per query by a reader; also the most a reader holds in memory. */
 const PAGE_SIZE = 2000;
 
+/** What readStream and readStreamAsync yield of an entry. */
+const valueOf = <T>(entry: Entry): T => entry.value as T;
+
 export class Engine extends EventEmitter<EngineEvents> {
   readonly schema: string;
   readonly executorId: string;
@@ -322,28 +325,20 @@ export class Engine extends EventEmitter<EngineEvents> {
         if (!page.full) return { values, closed: page.closed };
       }
     }
-    for await (const entry of readEntries<T>(this.feeds, this.notifier, workflowId, key, fromOffset, signal)) {
-      values.push(entry.value);
+    for await (const value of readEntries(this.feeds, this.notifier, workflowId, key, () => ({ fromOffset, signal }), valueOf<T>)) {
+      values.push(value);
     }
     return { values, closed: true };
   }
 
   /** Yields each value as soon as it is committed; ends at the close. Bad options reject the first `next()`. */
   readStreamAsync<T = unknown>(workflowId: string, key: string, options: ReadOptions = {}): AsyncGenerator<T, void, undefined> {
-    const entries = this.readStreamEntries<T>(workflowId, key, options);
-    return (async function* () {
-      for await (const entry of entries) yield entry.value;
-    })();
+    return readEntries(this.feeds, this.notifier, workflowId, key, () => this.checkRead(workflowId, key, options), valueOf<T>);
   }
 
   /** Like readStreamAsync, with each value's offset (for resumable clients). */
   readStreamEntries<T = unknown>(workflowId: string, key: string, options: ReadOptions = {}): AsyncGenerator<Entry<T>, void, undefined> {
-    // A generator's body runs at the first next(): a bad option rejects it, never throws here.
-    const open = async function* (engine: Engine) {
-      const { fromOffset, signal } = engine.checkRead(workflowId, key, options);
-      yield* readEntries<T>(engine.feeds, engine.notifier, workflowId, key, fromOffset, signal);
-    };
-    return open(this);
+    return readEntries(this.feeds, this.notifier, workflowId, key, () => this.checkRead(workflowId, key, options), (entry) => entry as Entry<T>);
   }
 
   /** Readers open in this engine (all streams). */

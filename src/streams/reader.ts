@@ -9,14 +9,22 @@ import type { Entry, Page } from "./feed.js";
 import type { StreamFeeds } from "./feeds.js";
 import type { Notifier } from "./notifier.js";
 
-export async function* readEntries<T>(
+/**
+ * `open` checks the caller's options at the first next() (a generator's body runs then:
+ * a bad option rejects it, never throws at the call), and `project` shapes what is
+ * yielded. Both live here rather than in generators wrapped around this one: each layer
+ * of async generator costs every reader a few promises per entry, and with 10,000
+ * readers of one stream two extra layers made delivery ~9× slower.
+ */
+export async function* readEntries<Out>(
   feeds: StreamFeeds,
   notifier: Notifier,
   workflowId: string,
   key: string,
-  fromOffset: number,
-  signal?: AbortSignal,
-): AsyncGenerator<Entry<T>, void, undefined> {
+  open: () => { fromOffset: number; signal?: AbortSignal },
+  project: (entry: Entry) => Out,
+): AsyncGenerator<Out, void, undefined> {
+  const { fromOffset, signal } = open();
   // Register before the first read, so no wake-up after it can be missed.
   const feed = feeds.acquire(workflowId, key);
   // One abort listener for the reader's whole life; each read or wait only sets
@@ -60,7 +68,7 @@ export async function* readEntries<T>(
         // A page is in memory already: an abort must still stop it between two entries.
         signal?.throwIfAborted();
         next = entry.offset + 1;
-        yield entry as Entry<T>;
+        yield project(entry);
       }
       if (page.closed) return;
       if (!page.full) {
