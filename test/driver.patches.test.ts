@@ -35,6 +35,19 @@ function oneConnection(): postgres.Sql {
   return sql;
 }
 
+/** One connection on sockets made here (postgres.js's `socket` option), the latest at hand. */
+function withOwnSockets(): { sql: postgres.Sql; socket: () => net.Socket } {
+  let latest: net.Socket | undefined;
+  const sql = postgres(databaseUrl, {
+    max: 1,
+    onnotice: () => {},
+    connect_timeout: 30,
+    socket: ({ host, port }: { host: string[]; port: number[] }) => (latest = net.connect(port[0]!, host[0]!)),
+  } as postgres.Options<{}>);
+  opened.push(sql);
+  return { sql, socket: () => latest! };
+}
+
 /** Every index of the array holds a row: no hole, nothing undefined. */
 function holes(rows: readonly unknown[]): number {
   let n = 0;
@@ -296,13 +309,7 @@ describe("postgres.js between a connection's error and its close", () => {
     // connection holds; 'close' follows a turn of the event loop later. A query the pool
     // pipelined onto the connection in between went to `sent`, and the close, having had
     // an error, rejected nothing: that query never settled.
-    let socket: net.Socket | undefined;
-    const sql = postgres(databaseUrl, {
-      max: 1,
-      onnotice: () => {},
-      socket: ({ host, port }: { host: string[]; port: number[] }) => (socket = net.connect(port[0]!, host[0]!)),
-    } as postgres.Options<{}>);
-    opened.push(sql);
+    const { sql, socket: current } = withOwnSockets();
     const sleep = (s: number) => sql`select pg_sleep(${s})`;
     await sleep(0); // described once, so the next one may have others pipelined behind it
     const [{ pid }] = (await sql`select pg_backend_pid() as pid`) as unknown as [{ pid: number }];
@@ -311,12 +318,13 @@ describe("postgres.js between a connection's error and its close", () => {
       const [row] = await admin`select wait_event from pg_stat_activity where pid = ${pid}`;
       return row?.wait_event === "PgSleep";
     });
+    const socket = current();
     let pipelined: Promise<unknown> | undefined;
     // Added after the driver's own listener: it runs once the driver has handled the error.
-    socket!.on("error", () => (pipelined ??= sql`select 1 as one`.then((rows) => rows, (error: unknown) => error)));
-    socket!.destroy(Object.assign(new Error("read ECONNRESET"), { code: "ECONNRESET" }));
+    socket.on("error", () => (pipelined ??= sql`select 1 as one`.then((rows) => rows, (error: unknown) => error)));
+    socket.destroy(Object.assign(new Error("read ECONNRESET"), { code: "ECONNRESET" }));
     expect(await within(5000, "the first query", first)).toMatchObject({ code: "ECONNRESET" });
-    await within(5000, "the error event", new Promise<void>((resolve) => (pipelined ? resolve() : socket!.once("close", () => resolve()))));
+    await within(5000, "the error event", new Promise<void>((resolve) => (pipelined ? resolve() : socket.once("close", () => resolve()))));
     expect(pipelined, "a query was made in the window").toBeDefined();
     const outcome = await within(5000, "the query made between error and close", pipelined!);
     expect(outcome).toSatisfy((x: unknown) => Array.isArray(x) || (x as { code?: string }).code !== undefined);
@@ -329,20 +337,13 @@ describe("postgres.js when a connection closes with a write still queued", () =>
     // A query made in one turn is written in the next (setImmediate); a close handled in
     // between cleared that timer but kept it and the unsent bytes. On the new connection
     // every write under 1 kB waited behind the stale timer: the startup was never sent.
-    let socket: net.Socket | undefined;
-    const sql = postgres(databaseUrl, {
-      max: 1,
-      onnotice: () => {},
-      connect_timeout: 30,
-      socket: ({ host, port }: { host: string[]; port: number[] }) => (socket = net.connect(port[0]!, host[0]!)),
-    } as postgres.Options<{}>);
-    opened.push(sql);
+    const { sql, socket } = withOwnSockets();
     await sql`select 1`;
     const cut = await new Promise<unknown>((resolve) =>
       setImmediate(() => {
         // Written at the next check phase; the close callback of this turn comes first.
         const queued = sql`select 1`.then(() => undefined, (error: unknown) => error);
-        socket!.destroy();
+        socket().destroy();
         resolve(queued);
       }),
     );
